@@ -1,0 +1,1 @@
+"""Built-in diffim plugins: registered through the ``diffim`` entry-point group like any third-party plugin."""

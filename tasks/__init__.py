@@ -1,0 +1,1 @@
+"""The astronomy: images, PSFs, kernels, candidates and the PSF-matching tasks."""
