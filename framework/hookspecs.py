@@ -1,0 +1,86 @@
+"""Framework-level hook specifications of diffim.
+
+Only hooks that concern the framework itself live here (the command line and the
+execution machinery). Domain packages contribute their own hookspec modules through the
+``diffim.hookspecs`` entry-point group, e.g. ``tasks = "diffim.tasks.hookspecs"``.
+
+Conventions (pluggy's, as in pytest and tox):
+
+- every hook name carries the ``diffim_`` prefix;
+- an implementation may accept any subset of the arguments, so new arguments can be added
+  without breaking existing plugins;
+- unless a docstring says "``firstresult``", every implementation is called, most recently
+  registered first (third-party plugins before built-ins).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .plugins import hookspec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+    from .config import Registry
+
+__all__ = ["diffim_add_commands", "diffim_register_executors"]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@hookspec
+def diffim_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add subcommands to the ``diffim`` command line.
+
+    Called once while the ``diffim`` argument parser is built, before the arguments are
+    parsed. All implementations are called; return values are ignored.
+
+    Parameters
+    ----------
+    subparsers : `argparse._SubParsersAction`
+        The object returned by ``parser.add_subparsers()`` of the top-level ``diffim``
+        parser. Add a command with ``subparsers.add_parser(name, help=...)``.
+
+    Notes
+    -----
+    Contract: every parser added must call ``set_defaults(func=handler)`` where
+    ``handler(args: argparse.Namespace) -> int | None`` runs the command and returns its
+    exit code (`None` means 0). Raise `ValueError` for bad user input (exit code 2) and
+    let other exceptions propagate; the CLI prints them as one ``diffim: error:`` line.
+    Command names must be unique: reusing one (including the built-in ``plugins``) is an
+    error reported against the plugin.
+
+    .. versionadded:: 0.1
+
+    Examples
+    --------
+    >>> from diffim.framework.plugins import hookimpl
+    >>> @hookimpl
+    ... def diffim_add_commands(subparsers):
+    ...     parser = subparsers.add_parser("hello", help="print a greeting")
+    ...     parser.add_argument("--name", default="world")
+    ...     parser.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+    """
+
+
+# ------------------------------------------------------------------------------ execution
+
+
+@hookspec
+def diffim_register_executors(registry: Registry) -> None:
+    """Register named executors (serial, process pool, dask, ...) that run task work.
+
+    Called once when the executor registry is first needed. All implementations are
+    called; return values are ignored. Built-in executors are registered by the diffim
+    distribution's own plugins through this same hook.
+
+    Parameters
+    ----------
+    registry : `diffim.framework.config.Registry`
+        Registry mapping executor names to executor factories; add entries with its
+        registration method. Names must be unique across plugins.
+
+    .. versionadded:: 0.1
+    """
