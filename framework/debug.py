@@ -151,10 +151,20 @@ def _under(name: str, prefix: str) -> bool:
 
 def _canonical(name: str) -> str:
     """Our spelling of ``name``: an aliased LSST prefix (longest first) is replaced by ours."""
+    cached = _canonical_cache.get(name)
+    if cached is not None:
+        return cached
+    result = name
     for lsst_prefix in sorted(_aliases, key=len, reverse=True):
         if _under(name, lsst_prefix):
-            return _aliases[lsst_prefix] + name[len(lsst_prefix) :]
-    return name
+            result = _aliases[lsst_prefix] + name[len(lsst_prefix) :]
+            break
+    _canonical_cache[name] = result
+    return result
+
+
+# name -> canonical name; tasks ask for the same few names at every construction
+_canonical_cache: dict[str, str] = {}
 
 
 def _spellings(name: str) -> list[str]:
@@ -186,6 +196,7 @@ def add_alias(our_prefix: str, lsst_prefix: str) -> None:
         msg = f"debug alias needs two non-empty prefixes, got {our_prefix!r} <-> {lsst_prefix!r}"
         raise ValueError(msg)
     _aliases[lsst_prefix] = our_prefix
+    _canonical_cache.clear()
     for name in [key for key in _registry if _under(key, lsst_prefix)]:
         old = _registry.pop(name)
         target = _registry.setdefault(_canonical(name), old)
@@ -203,6 +214,7 @@ def remove_alias(lsst_prefix: str) -> None:
         The LSST prefix given to `add_alias`.
     """
     _aliases.pop(lsst_prefix, None)
+    _canonical_cache.clear()
 
 
 def debug_aliases() -> dict[str, str]:
@@ -287,15 +299,17 @@ def debug_info(name: str) -> DebugInfo:
         The shared flags object for ``name``.
     """
     info = _original_info(name)
-    spellings = _spellings(name)
     current = globals()["Info"]
+    real = _real_lsstdebug()
+    if current is _original_info and real is None:
+        return info  # nobody else holds flags: the common, fast case
+    spellings = _spellings(name)
     if current is not _original_info:
         for spelling in spellings:
             try:
                 _absorb(info, current(spelling), f"Info:{spelling}")
             except KeyError:
                 continue
-    real = _real_lsstdebug()
     if real is not None and callable(getattr(real, "Info", None)):
         # A user's DebugInfo calls ``lsstDebug.getInfo(name)``, which in the real module raises
         # KeyError for a name that is not an imported module (the LSST spellings of our modules

@@ -271,7 +271,14 @@ def getLogger(
         if isinstance(logger, logging.LoggerAdapter):
             return DiffimLogAdapter(logger.logger, logger.extra)
         return DiffimLogAdapter(logger)
-    return DiffimLogAdapter(logging.getLogger(name))
+    adapter = _ADAPTERS.get(name)
+    if adapter is None:
+        # adapters hold no state beyond their logger, so one per name is shared
+        adapter = _ADAPTERS[name] = DiffimLogAdapter(logging.getLogger(name))
+    return adapter
+
+
+_ADAPTERS: dict[str | None, DiffimLogAdapter] = {}
 
 
 def _logger_name(logger: str | logging.Logger | logging.LoggerAdapter) -> str:

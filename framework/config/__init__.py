@@ -10,7 +10,6 @@ from __future__ import annotations
 from .allowed import Allowed
 from .base import Config, ConfigField, Field
 from .choice import ConfigChoice, ConfigChoiceField, RegistryField
-from .compare import diff
 from .errors import (
     ConfigError,
     ConfigRetargetWarning,
@@ -19,10 +18,31 @@ from .errors import (
     UnknownFieldError,
 )
 from .history import MAX_HISTORY, HistoryEntry, history_source
-from .overrides import apply_override, load_override_file, parse_value
-from .persist import load_config, write_atomic
 from .registry import Registry, RegistryEntry, RegistryName
 from .subtask import ConfigurableField, ConfigurableInstance, import_target, target_name
+
+# rarely needed at import time: loaded on first use to keep `import` fast
+_LAZY = {
+    "diff": "compare",
+    "apply_override": "overrides",
+    "load_override_file": "overrides",
+    "parse_value": "overrides",
+    "load_config": "persist",
+    "write_atomic": "persist",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'diffim.framework.config' has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MAX_HISTORY",

@@ -9,12 +9,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field as Field  # re-exported: config fields are declared with it
 
 from .errors import FieldValidationError, FrozenConfigError, UnknownFieldError
 from .history import HistoryEntry, current_source, record
 from .node import Node, _join, plain_value
+
+_object_setattr = object.__setattr__
 
 __all__ = ["Config", "ConfigField", "Field", "format_validation_error"]
 
@@ -53,9 +55,9 @@ class Config(BaseModel, Node):
         protected_namespaces=(),
     )
 
-    _frozen: bool = PrivateAttr(False)
-    _path: str = PrivateAttr("")
-    _history: dict[str, deque[HistoryEntry]] | None = PrivateAttr(None)
+    # Our per-instance state (frozen flag, dotted path, history) lives in the dict pydantic
+    # keeps for private attributes, set up in model_post_init: declaring PrivateAttr fields
+    # would cost pydantic ~2.5 us per construction.
 
     #: Field names holding a nested node (Config, ConfigChoice, ConfigurableInstance).
     __node_fields__: ClassVar[tuple[str, ...]] = ()
@@ -88,6 +90,7 @@ class Config(BaseModel, Node):
             raise FieldValidationError(format_validation_error(err, type(self), "")) from None
 
     def model_post_init(self, context: Any, /) -> None:
+        _object_setattr(self, "__pydantic_private__", {"_frozen": False, "_path": "", "_history": None})
         for name in self.__node_fields__:
             self.__dict__[name]._attach(name)
         given = tuple(self.model_fields_set)  # before setDefaults adds to it
@@ -109,7 +112,7 @@ class Config(BaseModel, Node):
     # -- attribute access -------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         if name[0] == "_":
-            super().__setattr__(name, value)
+            _object_setattr(self, name, value)  # slots and dunders only; state is in private
             return
         if name not in type(self).model_fields:
             self._raise_unknown(name)
