@@ -393,6 +393,17 @@ class DiffimPluginManager:
             raise PluginError(msg) from exc
         self._hookspec_modules.add(id(module_or_class))
 
+    def _readable_name(self, plugin: object) -> str:
+        # pluggy names an instance by its id(); messages read better with the class path
+        name = getattr(plugin, "__name__", None)
+        if not isinstance(name, str):
+            cls = type(plugin)
+            name = f"{cls.__module__}.{cls.__qualname__}"
+        existing = self.manager.get_plugin(name)
+        if existing is not None and existing is not plugin:  # two instances of one class
+            name = f"{name}-{id(plugin)}"
+        return name
+
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (a module, class or instance with ``@hookimpl`` functions).
 
@@ -401,7 +412,8 @@ class DiffimPluginManager:
         plugin : `object`
             The plugin.
         name : `str` or `None`, optional
-            Registration name; default is pluggy's canonical name (``__name__`` or ``id``).
+            Registration name; default is the plugin's ``__name__`` (modules, classes) or its
+            class path (instances).
 
         Returns
         -------
@@ -417,7 +429,9 @@ class DiffimPluginManager:
         return self._register(plugin, name)
 
     def _register(self, plugin: object, name: str | None) -> str | None:
-        label = name or self.manager.get_canonical_name(plugin)
+        if name is None:
+            name = self._readable_name(plugin)
+        label = name
         try:
             registered = self.manager.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
