@@ -166,3 +166,56 @@ def test_algorithm_error_carries_numbers() -> None:
     err = AlgorithmError("no usable candidates; lower nStarPerCell", nGood=0)
     assert isinstance(err, TaskError) and isinstance(err, RuntimeError)
     assert err.metadata == {"nGood": 0}
+
+
+LSST_DEBUG_PY = '''\
+import sys
+import lsstDebug
+def DebugInfo(name):
+    di = lsstDebug.getInfo(name)
+    if name == "lsst.ip.diffim.psfMatch":
+        # enable debug output
+        di.display = True
+        # display mask transparency
+        di.maskTransparency = 80
+        # show all the candidates and residuals
+        di.displayCandidates = True
+        # show kernel basis functions
+        di.displayKernelBasis = False
+        # show kernel realized across the image
+        di.displayKernelMosaic = True
+        # show coefficients of spatial model
+        di.plotKernelSpatialModel = False
+        # show fixed and spatial coefficients and coefficient histograms
+        di.plotKernelCoefficients = True
+        # show the bad candidates (red) along with good (green)
+        di.showBadCandidates = True
+    return di
+lsstDebug.Info = DebugInfo
+lsstDebug.frame = 1
+'''
+
+
+def test_lsst_debug_file_reaches_a_task_of_the_lsst_named_module(tmp_path: Path) -> None:
+    import diffim.tasks  # registers the lsst.ip.diffim spelling  # noqa: F401
+
+    class PsfMatchLike(m.ChildTask):
+        _DefaultName = "psfMatchLike"
+
+    PsfMatchLike.__module__ = "diffim.tasks.psfMatch"
+    path = tmp_path / "debug.py"
+    path.write_text(LSST_DEBUG_PY)
+    fdebug.reset_debug()
+    try:
+        assert PsfMatchLike()._display is False
+        assert fdebug.load_debug(path) == str(path)
+        task = PsfMatchLike()
+        assert task._display is True
+        flags = fdebug.debug_info("diffim.tasks.psfMatch")
+        assert flags.maskTransparency == 80 and flags.displayCandidates is True
+        assert flags.displayKernelBasis is False and flags.unsetFlag is False
+        assert fdebug.frame == 1
+        assert m.ChildTask()._display is False  # other modules untouched
+    finally:
+        fdebug.reset_debug()
+        sys.modules.pop("lsstDebug", None)
