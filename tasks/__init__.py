@@ -15,3 +15,34 @@ LSST_PACKAGE = "lsst.ip.diffim"
 
 _add_debug_alias(__name__, LSST_PACKAGE)
 _add_logger_alias("diffim", LSST_PACKAGE)
+
+import importlib as _importlib
+from typing import Any as _Any
+
+# public name -> submodule; loaded on first use so `import diffim.tasks` stays light
+_EXPORTS: dict[str, str] = {
+    "Box2I": "image",
+    "Extent2I": "image",
+    "Point2I": "image",
+    "Image": "image",
+    "Mask": "image",
+    "MaskedImage": "image",
+    "Exposure": "image",
+    "PhotoCalib": "image",
+    "ImageError": "image",
+    "mask_planes": "image",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'diffim.tasks' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,17 @@
+"""Typed calls of the diffim.tasks hooks (the only way tasks/ reaches plugins)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from diffim.framework.plugins import get_plugin_manager
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .image.mask_planes import MaskPlaneRegistry
+
+__all__ = ["add_mask_planes"]
+
+
+def add_mask_planes(registry: MaskPlaneRegistry) -> None:
+    """Let every plugin add its mask planes to ``registry``."""
+    get_plugin_manager().call("diffim_add_mask_planes", registry=registry)
