@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 from diffim.framework.plugins import hookspec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from diffim.framework.config import Registry
+
     from .image.mask_planes import MaskPlaneRegistry
 
-__all__ = ["diffim_add_mask_planes"]
+__all__ = ["diffim_add_mask_planes", "diffim_register_kernel_bases", "diffim_register_candidate_visitors"]
 
 
 @hookspec
@@ -36,6 +38,43 @@ def diffim_add_mask_planes(registry: MaskPlaneRegistry) -> None:
     >>> @hookimpl
     ... def diffim_add_mask_planes(registry):
     ...     registry.add("STREAK", "Pixel on a satellite or meteor trail.")
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def diffim_register_kernel_bases(registry: Registry) -> None:
+    """Register kernel basis generators; their names are the values of ``kernelBasisSet``.
+
+    Called once, the first time the kernel basis registry is read.
+
+    Parameters
+    ----------
+    registry : diffim.framework.config.Registry
+        Call ``registry.register(name, generator, doc=...)``. A generator is called as
+        ``generator(config, targetFwhmPix=None, referenceFwhmPix=None, basisDegGauss=None,
+        basisSigmaGauss=None, metadata=None)`` and returns a list of fixed basis kernels
+        (the first one carrying the kernel sum when the set is renormalised, see
+        ``renormalizeKernelList``). ``config`` is the active kernel config (``PsfMatchConfig``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def diffim_register_candidate_visitors(registry: Registry) -> None:
+    """Register candidate visitors by name, or replace a built-in one.
+
+    ``PsfMatchTask._solve`` looks its visitors up by name: ``buildSingleKernel``, ``kernelSum``,
+    ``kernelPca``, ``buildSpatialKernel``, ``assessSpatialKernel``. Registering one of these names
+    with ``replace=True`` swaps the built-in; other names are QA visitors run at the named points
+    listed in ``diffim.tasks.psfMatch`` (see ``qaVisitors`` in the config).
+
+    Parameters
+    ----------
+    registry : diffim.framework.config.Registry
+        Call ``registry.register(name, VisitorClass, doc=...)``.
 
     .. versionadded:: 0.1
     """

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field as Field  # re-exported: config fields are declared with it
 
-from .errors import FieldValidationError, FrozenConfigError, UnknownFieldError
+from .errors import ConfigError, FieldValidationError, FrozenConfigError, UnknownFieldError
 from .history import HistoryEntry, current_source, record
 from .node import Node, _join, plain_value
 
@@ -87,6 +87,11 @@ class Config(BaseModel, Node):
         try:
             super().__init__(**data)
         except ValidationError as err:
+            # an error of ours raised during setDefaults arrives wrapped by pydantic: unwrap it
+            for item in err.errors(include_url=False):
+                original = (item.get("ctx") or {}).get("error")
+                if isinstance(original, ConfigError):
+                    raise original from None
             raise FieldValidationError(format_validation_error(err, type(self), "")) from None
 
     def model_post_init(self, context: Any, /) -> None:

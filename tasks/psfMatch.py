@@ -1,0 +1,256 @@
+"""PSF-matching configs and the abstract ``PsfMatchTask`` (LSST's ``lsst.ip.diffim.psfMatch``).
+
+Debug name: ``diffim.tasks.psfMatch`` (also answers to ``lsst.ip.diffim.psfMatch`` in a debug.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import field_validator
+
+from diffim.framework.config import (
+    Allowed,
+    Config,
+    ConfigChoice,
+    ConfigChoiceField,
+    Field,
+    FieldValidationError,
+    RegistryName,
+)
+
+from .registries import kernel_bases
+
+__all__ = [
+    "PsfMatchConfig",
+    "PsfMatchConfigAL",
+    "PsfMatchConfigDF",
+    "PsfMatchTaskConfig",
+]
+
+_DEAD = "Ignored: unused in LSST too; kept so that LSST config files load."
+
+
+class PsfMatchConfig(Config):
+    """Base configuration for PSF matching (the fields every kernel basis shares)."""
+
+    fitForBackground: bool = Field(
+        False, description="Fit a constant background in each stamp and a spatial model of it."
+    )
+    kernelBasisSet: Annotated[str, RegistryName(kernel_bases)] = Field(
+        "alard-lupton",
+        description="Kernel basis generator, by registered name ('alard-lupton', 'delta-function', or a plugin's).",
+    )
+    kernelSize: int = Field(
+        21, ge=1, description="Kernel side in pixels (odd). For AL overridden by FWHM scaling when scaleByFwhm."
+    )
+    scaleByFwhm: bool = Field(True, description="Scale the AL Gaussian sigmas and the kernel size by the PSF FWHMs.")
+    kernelSizeFwhmScaling: float = Field(
+        6.0, ge=1.0, description="Kernel size = this times the largest AL Gaussian sigma (when scaleByFwhm)."
+    )
+    kernelSizeMin: int = Field(21, ge=1, description="Smallest kernel size derived from the FWHMs (pixels).")
+    kernelSizeMax: int = Field(35, ge=1, description="Largest kernel size derived from the FWHMs (pixels).")
+    spatialModelType: Annotated[
+        str,
+        Allowed(chebyshev1="Chebyshev polynomials of the first kind over the image box",
+                polynomial="Plain polynomials in parent pixel coordinates (badly conditioned)"),
+    ] = Field("chebyshev1", description="Family of the spatial functions of the kernel and background.")
+    spatialKernelOrder: int = Field(2, ge=0, description="Order of the spatial variation of the kernel coefficients.")
+    spatialBgOrder: int = Field(1, ge=0, description="Order of the spatial background (only when fitForBackground).")
+    sizeCellX: int = Field(128, ge=32, description="Spatial cell width in pixels.")
+    sizeCellY: int = Field(128, ge=32, description="Spatial cell height in pixels.")
+    nStarPerCell: int = Field(5, description="Kernel candidates used per cell (best rated first); -1 means all.")
+    maxSpatialIterations: int = Field(3, ge=1, le=5, description="Iterations of the spatial fit and its rejection (1..5).")
+    usePcaForSpatialKernel: bool = Field(
+        False, description="Compress the candidates' kernels with PCA before the spatial fit."
+    )
+    subtractMeanForPca: bool = Field(True, description="Subtract the mean kernel before PCA; the mean is kept as basis 0.")
+    numPrincipalComponents: int = Field(5, ge=3, description="Number of PCA bases kept, including the mean.")
+    singleKernelClipping: bool = Field(True, description="Reject candidates on the residuals of their own kernel fit.")
+    kernelSumClipping: bool = Field(True, description="Reject candidates whose kernel sum is an outlier (e.g. variables).")
+    spatialKernelClipping: bool = Field(True, description="Reject candidates on the residuals of the spatial model.")
+    checkConditionNumber: bool = Field(
+        False, description="Reject a candidate whose normal matrix condition number exceeds maxConditionNumber."
+    )
+    badMaskPlanes: list[str] = Field(
+        default_factory=lambda: ["NO_DATA", "EDGE", "SAT"],
+        description="Mask planes whose pixels are left out of the residual statistics.",
+    )
+    candidateResidualMeanMax: float = Field(
+        0.25, ge=0.0, description="Largest |mean| of the residuals (D/sigma) of a good candidate."
+    )
+    candidateResidualStdMax: float = Field(
+        1.50, ge=0.0, description="Largest standard deviation of the residuals (D/sigma) of a good candidate."
+    )
+    useCoreStats: bool = Field(False, description="Compute residual statistics on the stamp core only.")
+    candidateCoreRadius: int = Field(
+        3, ge=1, description="Core half-size r: the core is (2r+1)x(2r+1) pixels (rating and core statistics)."
+    )
+    maxKsumSigma: float = Field(3.0, ge=0.0, description="Kernel-sum rejection threshold, in clipped sigmas.")
+    maxConditionNumber: float = Field(5.0e7, ge=0.0, description="Largest condition number of a candidate's normal matrix.")
+    conditionNumberType: Annotated[
+        str, Allowed(SVD="ratio of extreme singular values", EIGENVALUE="ratio of extreme eigenvalues")
+    ] = Field("EIGENVALUE", description="How condition numbers are computed.")
+    maxSpatialConditionNumber: float = Field(
+        1.0e10, ge=0.0, description="Condition number of the spatial fit above which a warning is logged."
+    )
+    iterateSingleKernel: bool = Field(
+        False, description="Refit each candidate once with the difference-image variance (not with constant weighting)."
+    )
+    constantVarianceWeighting: bool = Field(
+        True, description="Weight all stamp pixels by the stamp's median variance instead of per pixel."
+    )
+    calculateKernelUncertainty: bool = Field(False, description=_DEAD)
+    useAfwBackground: bool = Field(False, description=_DEAD)
+    useBicForKernelBasis: bool = Field(
+        False, description="Choose AL degrees by BIC (LSST legacy). Not supported by diffim: must stay False."
+    )
+
+    @field_validator("kernelSize")
+    @classmethod
+    def _odd_kernel(cls, value: int) -> int:
+        if value % 2 == 0:
+            msg = f"kernelSize must be odd so the kernel has a centre pixel; use {value + 1}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("nStarPerCell")
+    @classmethod
+    def _stars_per_cell(cls, value: int) -> int:
+        if value != -1 and value < 1:
+            msg = "nStarPerCell must be >= 1, or -1 for all candidates"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("badMaskPlanes")
+    @classmethod
+    def _known_planes(cls, value: list[str]) -> list[str]:
+        from .image.mask_planes import mask_planes
+
+        unknown = [name for name in value if name not in mask_planes]
+        if unknown:
+            msg = f"unknown mask plane(s) {unknown}; known: {', '.join(mask_planes.names())}"
+            raise ValueError(msg)
+        return value
+
+    def validate(self) -> None:
+        super().validate()
+        if self.kernelSizeMin > self.kernelSizeMax:
+            msg = (
+                f"kernelSizeMin ({self.kernelSizeMin}) is larger than kernelSizeMax ({self.kernelSizeMax}); "
+                "make kernelSizeMin <= kernelSizeMax"
+            )
+            raise FieldValidationError(msg)
+        if self.useBicForKernelBasis:
+            msg = "useBicForKernelBasis (LSST's legacy BIC degree search) is not supported; set it to False"
+            raise FieldValidationError(msg)
+
+
+class PsfMatchConfigAL(PsfMatchConfig):
+    """Alard–Lupton basis: Gaussians of increasing width times polynomials."""
+
+    alardNGauss: int = Field(3, ge=1, description="Number of Gaussians in the basis.")
+    alardDegGauss: list[int] = Field(
+        default_factory=lambda: [4, 2, 2], description="Polynomial degree multiplying each Gaussian (one per Gaussian)."
+    )
+    alardSigGauss: list[float] = Field(
+        default_factory=lambda: [0.7, 1.5, 3.0],
+        description="Gaussian sigmas in pixels, used without FWHMs, with scaleByFwhm False, or for equal FWHMs.",
+    )
+    alardGaussBeta: float = Field(2.0, ge=0.0, description="Ratio of successive Gaussian sigmas when scaling by FWHM.")
+    alardMinSig: float = Field(0.7, ge=0.25, description="Smallest Gaussian sigma (pixels) when convolving.")
+    alardDegGaussDeconv: int = Field(3, ge=1, description=f"Deprecated legacy deconvolution degree. {_DEAD}")
+    alardMinSigDeconv: float = Field(
+        0.4, ge=0.25, description="Smallest Gaussian sigma (pixels) when deconvolving (template PSF wider)."
+    )
+    alardNGaussDeconv: int = Field(3, ge=1, description=f"Deprecated legacy deconvolution Gaussian count. {_DEAD}")
+
+    def setDefaults(self) -> None:
+        super().setDefaults()
+        self.kernelBasisSet = "alard-lupton"
+        self.maxConditionNumber = 5.0e7
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("alardDegGauss", "alardSigGauss"):
+            values = getattr(self, name)
+            if len(values) != self.alardNGauss:
+                msg = (
+                    f"{name} has {len(values)} entries but alardNGauss is {self.alardNGauss}; "
+                    f"give one entry per Gaussian"
+                )
+                raise FieldValidationError(msg)
+        if any(d < 0 for d in self.alardDegGauss):
+            msg = f"alardDegGauss must be >= 0, got {list(self.alardDegGauss)}"
+            raise FieldValidationError(msg)
+        if any(s <= 0 for s in self.alardSigGauss):
+            msg = f"alardSigGauss must be > 0, got {list(self.alardSigGauss)}"
+            raise FieldValidationError(msg)
+
+
+class PsfMatchConfigDF(PsfMatchConfig):
+    """Delta-function basis: one basis per kernel pixel, usually regularized."""
+
+    useRegularization: bool = Field(True, description="Regularize the fit: solve (M + lambda H) a = b.")
+    regularizationType: Annotated[
+        str,
+        Allowed(centralDifference="penalise the Laplacian (5- or 9-point stencil)",
+                forwardDifference="penalise forward derivatives of the orders listed"),
+    ] = Field("centralDifference", description="Kind of regularization matrix H.")
+    centralRegularizationStencil: Annotated[
+        int, Allowed({5: "5-point Laplacian", 9: "9-point Laplacian"})
+    ] = Field(9, description="Stencil of the central-difference Laplacian.")
+    forwardRegularizationOrders: list[int] = Field(
+        default_factory=lambda: [1, 2], min_length=1, description="Derivative orders (1..3) penalised by forwardDifference."
+    )
+    regularizationBorderPenalty: float = Field(3.0, ge=0.0, description="Penalty on the kernel's border pixels.")
+    lambdaType: Annotated[
+        str,
+        Allowed(absolute="lambda = lambdaValue",
+                relative="lambda = lambdaScaling * tr(M) / tr(H)",
+                minimizeBiasedRisk="scan lambda, minimise the risk with a truncated pseudo-inverse",
+                minimizeUnbiasedRisk="scan lambda, minimise the risk with the full pseudo-inverse"),
+    ] = Field("absolute", description="How the regularization strength lambda is chosen.")
+    lambdaValue: float = Field(0.2, description="lambda for lambdaType 'absolute'.")
+    lambdaScaling: float = Field(1.0e-4, description="Fraction of tr(M)/tr(H) for lambdaType 'relative'.")
+    lambdaStepType: Annotated[
+        str, Allowed(log="lambda = 10**l on the grid", linear="lambda = l on the grid")
+    ] = Field("log", description="Grid of the risk scans.")
+    lambdaMin: float = Field(-1.0, description="Start of the lambda grid (log10 units when lambdaStepType is 'log').")
+    lambdaMax: float = Field(2.0, description="End of the lambda grid, inclusive.")
+    lambdaStep: float = Field(0.1, gt=0.0, description="Step of the lambda grid.")
+
+    @field_validator("forwardRegularizationOrders")
+    @classmethod
+    def _orders(cls, value: list[int]) -> list[int]:
+        bad = [o for o in value if o not in (1, 2, 3)]
+        if bad:
+            msg = f"forward regularization orders must be 1, 2 or 3, got {bad}"
+            raise ValueError(msg)
+        return value
+
+    def setDefaults(self) -> None:
+        super().setDefaults()
+        self.kernelBasisSet = "delta-function"
+        self.maxConditionNumber = 5.0e6
+        self.usePcaForSpatialKernel = True
+        self.subtractMeanForPca = True
+        self.useBicForKernelBasis = False
+
+    def validate(self) -> None:
+        super().validate()
+        if self.lambdaMax < self.lambdaMin:
+            msg = f"lambdaMax ({self.lambdaMax}) is below lambdaMin ({self.lambdaMin}); swap them"
+            raise FieldValidationError(msg)
+
+
+class PsfMatchTaskConfig(Config):
+    """Configuration of a PSF-matching task: the kernel fit, with an AL or DF basis."""
+
+    kernel: ConfigChoice = ConfigChoiceField(
+        {"AL": PsfMatchConfigAL, "DF": PsfMatchConfigDF},
+        default="AL",
+        description="Kernel fit configuration: 'AL' (Alard-Lupton) or 'DF' (delta function).",
+    )
+
+
