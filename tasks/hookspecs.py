@@ -12,11 +12,21 @@ from typing import TYPE_CHECKING
 from diffim.framework.plugins import hookspec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+    from typing import Any
+
     from diffim.framework.config import Registry
+    from diffim.framework.debug import DebugInfo
+    from diffim.framework.task import Task
 
     from .image.mask_planes import MaskPlaneRegistry
 
-__all__ = ["diffim_add_mask_planes", "diffim_register_kernel_bases", "diffim_register_candidate_visitors"]
+__all__ = [
+    "diffim_add_mask_planes",
+    "diffim_register_kernel_bases",
+    "diffim_register_candidate_visitors",
+    "diffim_debug_display",
+]
 
 
 @hookspec
@@ -75,6 +85,37 @@ def diffim_register_candidate_visitors(registry: Registry) -> None:
     ----------
     registry : diffim.framework.config.Registry
         Call ``registry.register(name, VisitorClass, doc=...)``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def diffim_debug_display(
+    stage: str, module: str, debug: DebugInfo, task: Task, data: Mapping[str, Any]
+) -> None:
+    """Draw debug displays at a named point of a task, when its module's ``display`` flag is set.
+
+    The tasks call this hook only when ``debug.display`` is true (LSST's gate); each display
+    implementation then checks its own flag (e.g. ``debug.displayCandidates``) and uses and
+    advances ``diffim.framework.debug.frame`` for each frame it draws. A display that raises is
+    reported once, with its name, and the run goes on.
+
+    Parameters
+    ----------
+    stage : str
+        Where the task is, e.g. ``"psfMatch.solve"`` (after the spatial kernel fit),
+        ``"imagePsfMatch.template"``, ``"imagePsfMatch.science"``, ``"imagePsfMatch.cells"``,
+        ``"imagePsfMatch.difference"``, ``"modelPsfMatch.cells"``.
+    module : str
+        Debug name of the calling module, e.g. ``"diffim.tasks.psfMatch"``.
+    debug : DebugInfo
+        The module's debug flags (unset flags read as False).
+    task : Task
+        The calling task (its ``metadata``, ``config`` and ``log`` are available).
+    data : mapping
+        What the stage offers; for ``"psfMatch.solve"``: ``cellSet``, ``basisList``,
+        ``spatialKernel``, ``spatialBackground``, ``spatialSolution``.
 
     .. versionadded:: 0.1
     """

@@ -5,10 +5,15 @@ Debug name: ``diffim.tasks.psfMatch`` (also answers to ``lsst.ip.diffim.psfMatch
 
 from __future__ import annotations
 
-from typing import Annotated
+import abc
+import math
+from typing import Annotated, Any
 
 from pydantic import field_validator
 
+from diffim.framework.debug import debug_info
+from diffim.framework.log import getTraceLogger
+from diffim.framework.task import AlgorithmError, Task
 from diffim.framework.config import (
     Allowed,
     Config,
@@ -19,9 +24,12 @@ from diffim.framework.config import (
     RegistryName,
 )
 
-from .registries import kernel_bases
+from .registries import candidate_visitors, kernel_bases
 
 __all__ = [
+    "NoKernelCandidatesError",
+    "PsfMatchTask",
+    "VISIT_POINTS",
     "PsfMatchConfig",
     "PsfMatchConfigAL",
     "PsfMatchConfigDF",
@@ -100,6 +108,13 @@ class PsfMatchConfig(Config):
     constantVarianceWeighting: bool = Field(
         True, description="Weight all stamp pixels by the stamp's median variance instead of per pixel."
     )
+    qaVisitors: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Registered QA candidate visitors to run; each runs at the visit point its class names "
+            "(see VISIT_POINTS)."
+        ),
+    )
     calculateKernelUncertainty: bool = Field(False, description=_DEAD)
     useAfwBackground: bool = Field(False, description=_DEAD)
     useBicForKernelBasis: bool = Field(
@@ -119,6 +134,15 @@ class PsfMatchConfig(Config):
     def _stars_per_cell(cls, value: int) -> int:
         if value != -1 and value < 1:
             msg = "nStarPerCell must be >= 1, or -1 for all candidates"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("qaVisitors")
+    @classmethod
+    def _registered_visitors(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in candidate_visitors]
+        if unknown:
+            msg = candidate_visitors.unknown_message(unknown[0])
             raise ValueError(msg)
         return value
 
@@ -254,3 +278,224 @@ class PsfMatchTaskConfig(Config):
     )
 
 
+
+
+#: Named points of ``_solve`` where QA visitors run (a QA visitor class sets ``visitPoint``).
+VISIT_POINTS: dict[str, str] = {
+    "afterSingleKernels": "every top candidate has its own kernel (after the single-kernel clipping)",
+    "afterKernelSum": "after the kernel-sum clipping of an iteration",
+    "afterSpatialKernel": "after each spatial fit, before it is assessed (spatialKernel available)",
+    "final": "after the final spatial kernel is chosen",
+}
+
+
+class NoKernelCandidatesError(AlgorithmError):
+    """No usable kernel candidate remained; the message says what to change."""
+
+
+class PsfMatchTask(Task, abc.ABC):
+    """Base class of PSF matching: fits a spatially varying matching kernel to kernel candidates.
+
+    Subclasses build a :class:`~diffim.tasks.matching.cells.SpatialCellSet` of
+    :class:`~diffim.tasks.matching.candidate.KernelCandidate` (``_buildCellSet``) and call
+    :meth:`_solve`, which runs the candidate visitors (looked up by name in
+    :data:`diffim.tasks.registries.candidate_visitors`, so plugins can replace them):
+
+    1. ``buildSingleKernel`` on the best ``nStarPerCell`` candidates of each cell, repeated until
+       no candidate is rejected by its own residuals;
+    2. ``kernelSum`` (aggregate, then reject kernel-sum outliers: variables, blends);
+    3. optionally ``kernelPca`` to compress the kernels into a PCA basis;
+    4. ``buildSpatialKernel``: the spatial model of the kernel (and background);
+    5. ``assessSpatialKernel``: reject candidates badly fit by the spatial model, and iterate.
+
+    :meth:`_diagnostic` logs the quality of the spatial fit and writes metadata.
+
+    Metadata
+    --------
+    ``spatialConditionNum``
+        Condition number of the spatial kernel fit.
+    ``spatialKernelSum``
+        Kernel sum (10^(-0.4 delta zeropoint)) of the spatial kernel at the cell-set centre.
+    ``ALBasisNGauss``, ``ALBasisDegGauss``, ``ALBasisSigGauss``, ``ALKernelSize``, ``ALBasisMode``
+        The Alard–Lupton basis used (written when the basis is built).
+    ``nGoodCandidates``, ``nBadCandidates``
+        Candidates kept and rejected by the fit.
+    ``KCDiffim<Metric>_<LOCAL|SPATIAL>_<MEAN|MEDIAN|STDEV>``
+        Substamp quality metrics (Mean, Median, IQR, StDev, KSProb, ADSig, ChiSq, MseResids) of
+        the candidates' residuals, from their own (LOCAL) and the spatial (SPATIAL) kernel.
+
+    Debug flags (module ``diffim.tasks.psfMatch``, LSST ``lsst.ip.diffim.psfMatch``)
+    ---------------------------------------------------------------------------------
+    ``display`` (gate), ``maskTransparency``, ``displayCandidates``, ``displayKernelBasis``,
+    ``displayKernelMosaic``, ``plotKernelSpatialModel``, ``plotKernelCoefficients``,
+    ``showBadCandidates``: drawn by display plugins through the ``diffim_debug_display`` hook.
+    """
+
+    ConfigClass = PsfMatchTaskConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kConfig = self.config.kernel.active
+        self.useRegularization = bool(getattr(self.kConfig, "useRegularization", False))
+        if self.useRegularization:
+            from .kernel.regularization import makeRegularizationMatrix
+
+            self.hMat = makeRegularizationMatrix(self.kConfig)
+        else:
+            self.hMat = None
+
+    @abc.abstractmethod
+    def _buildCellSet(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - LSST name
+        """Build the SpatialCellSet of kernel candidates (subclass specific)."""
+
+    # -- the kernel fit ---------------------------------------------------------------------
+    def _visitor(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return candidate_visitors[name].target(*args, **kwargs)
+
+    def _run_qa(self, point: str, cellSet: Any, context: dict[str, Any]) -> None:  # noqa: N803
+        nmax = self.kConfig.nStarPerCell
+        for name in self.kConfig.qaVisitors:
+            cls = candidate_visitors[name].target
+            if getattr(cls, "visitPoint", None) == point:
+                cellSet.visitCandidates(cls(task=self, config=self.kConfig, **context), nmax, ignoreExceptions=True)
+
+    def _solve(self, kernelCellSet: Any, basisList: list[Any]) -> tuple[Any, Any, Any]:  # noqa: N802, N803
+        """Fit the spatial kernel and background to the candidates (spec §7.2).
+
+        Returns
+        -------
+        spatialSolution, spatialKernel, spatialBackground
+        """
+        config = self.kConfig
+        log = self.log.getChild("_solve")
+        trace1 = getTraceLogger(log, 1)
+        trace2 = getTraceLogger(log, 2)
+        nmax = config.nStarPerCell
+        max_it = config.maxSpatialIterations
+        single = self._visitor("buildSingleKernel", basisList, config, self.hMat)
+        ksum = self._visitor("kernelSum", config)
+        spatial_basis = basisList
+        spatialkv = None
+        spatial_kernel = spatial_bg = None
+        n_rejected_spatial = 0
+        it = 0
+        while it < max_it:
+            trace1.debug("Spatial iteration %d", it)
+            # A. build the single kernels until the per-candidate clipping is stable
+            while True:
+                kernelCellSet.visitCandidates(single, nmax, ignoreExceptions=True)
+                trace2.debug("Built %d single kernels, rejected %d", single.nProcessed, single.nRejected)
+                if single.nRejected == 0:
+                    break
+            self._run_qa("afterSingleKernels", kernelCellSet, {"basisList": basisList})
+            # B. kernel-sum clipping; a rejection restarts without spending an iteration
+            ksum.resetKernelSum()
+            ksum.setMode("AGGREGATE")
+            kernelCellSet.visitCandidates(ksum, nmax, ignoreExceptions=True)
+            if kernelCellSet.allEmpty():
+                msg = (
+                    "All spatial cells are empty of candidates: every kernel candidate was rejected; "
+                    "check the candidate selection (S/N, masks) or relax candidateResidualMeanMax/StdMax"
+                )
+                raise NoKernelCandidatesError(msg)
+            try:
+                ksum.processKsumDistribution()
+            except RuntimeError as err:
+                msg = f"Unable to calculate the kernel sum ({err}); give more kernel candidates"
+                raise NoKernelCandidatesError(msg) from err
+            ksum.setMode("REJECT")
+            kernelCellSet.visitCandidates(ksum, nmax, ignoreExceptions=True)
+            self._run_qa("afterKernelSum", kernelCellSet, {"basisList": basisList})
+            if ksum.nRejected > 0:
+                trace1.debug("Rejected %d candidates on their kernel sum; restarting", ksum.nRejected)
+                continue
+            # C. optional PCA basis
+            if config.usePcaForSpatialKernel:
+                n_rejected_pca, spatial_basis = self._createPcaBasis(kernelCellSet, nmax)
+                if n_rejected_pca > 0:
+                    continue
+            else:
+                spatial_basis = basisList
+            # D. spatial fit
+            spatialkv = self._visitor("buildSpatialKernel", spatial_basis, kernelCellSet.getBBox(), config)
+            kernelCellSet.visitCandidates(spatialkv, nmax)
+            spatialkv.solveLinearEquation()
+            spatial_kernel, spatial_bg = spatialkv.getSolutionPair()
+            self._run_qa("afterSpatialKernel", kernelCellSet,
+                         {"basisList": spatial_basis, "spatialKernel": spatial_kernel, "spatialBackground": spatial_bg})
+            # E. assess the spatial fit on every candidate
+            assess = self._visitor("assessSpatialKernel", spatial_kernel, spatial_bg, config)
+            kernelCellSet.visitCandidates(assess, nmax)
+            n_rejected_spatial = assess.nRejected
+            trace1.debug("Spatial fit: %d good, %d rejected", assess.nGood, assess.nRejected)
+            if assess.nGood == 0 and assess.nRejected == 0:
+                msg = "No kernel candidates for spatial fit; lower nStarPerCell's demands or give more candidates"
+                raise NoKernelCandidatesError(msg)
+            if n_rejected_spatial == 0:
+                break
+            it += 1
+        if n_rejected_spatial > 0 and it == max_it:
+            # not converged: one final fit on what is left, without assessment
+            if config.usePcaForSpatialKernel:
+                _, spatial_basis = self._createPcaBasis(kernelCellSet, nmax)
+            spatialkv = self._visitor("buildSpatialKernel", spatial_basis, kernelCellSet.getBBox(), config)
+            kernelCellSet.visitCandidates(spatialkv, nmax)
+            spatialkv.solveLinearEquation()
+            spatial_kernel, spatial_bg = spatialkv.getSolutionPair()
+        if spatialkv is None or spatialkv.nCandidates < 1:
+            msg = (
+                "No kernel candidates remain after max iterations; raise maxSpatialIterations, lower "
+                "spatialKernelOrder, or relax the clipping thresholds"
+            )
+            raise NoKernelCandidatesError(msg)
+        spatial_solution = spatialkv.getKernelSolution()
+        self._run_qa("final", kernelCellSet,
+                     {"basisList": spatial_basis, "spatialKernel": spatial_kernel, "spatialBackground": spatial_bg})
+        self._displayDebug(kernelCellSet, spatial_basis, spatial_kernel, spatial_bg, spatial_solution)
+        self._diagnostic(kernelCellSet, spatial_solution, spatial_kernel, spatial_bg)
+        return spatial_solution, spatial_kernel, spatial_bg
+
+    def _createPcaBasis(self, kernelCellSet: Any, nStarPerCell: int) -> tuple[int, list[Any]]:  # noqa: N802, N803
+        """PCA of the candidates' kernels, then refit every top candidate on it (spec §7.3)."""
+        from .kernel.bases import renormalizeKernelList
+        from .kernel.kernels import FixedKernel
+        from .matching.pca import KernelPca
+
+        config = self.kConfig
+        pca = KernelPca()
+        kernelCellSet.visitCandidates(self._visitor("kernelPca", pca), nStarPerCell, ignoreExceptions=True)
+        if config.subtractMeanForPca:
+            pca.subtractMean()
+        pca.analyze()
+        eigen_values = pca.getEigenValues()
+        total = float(sum(eigen_values))
+        if total == 0.0:
+            msg = "kernel PCA failed: the eigenvalues sum to 0 (all candidate kernels identical?)"
+            raise RuntimeError(msg)
+        trace5 = getTraceLogger(self.log.getChild("_solve"), 5)
+        for j, value in enumerate(eigen_values):
+            trace5.debug("Eigenvalue %d: %f (%.2f %%)", j, value, 100.0 * value / total)
+        kernels = [k for k in pca.getEigenKernels()[: config.numPrincipalComponents]
+                   if all(math.isfinite(v) for v in k.ravel())]
+        basis = renormalizeKernelList([FixedKernel(k) for k in kernels])
+        refit = self._visitor("buildSingleKernel", basis, config, None)
+        refit.setSkipBuilt(False)
+        kernelCellSet.visitCandidates(refit, nStarPerCell, ignoreExceptions=True)
+        return refit.nRejected, basis
+
+    def _displayDebug(self, kernelCellSet: Any, basisList: Any, spatialKernel: Any,  # noqa: N802, N803
+                      spatialBackground: Any, spatialSolution: Any) -> None:  # noqa: N803
+        debug = debug_info(__name__)
+        if not debug.display:
+            return
+        from .hooks import debug_display
+
+        debug_display("psfMatch.solve", __name__, debug, self, cellSet=kernelCellSet, basisList=basisList,
+                      spatialKernel=spatialKernel, spatialBackground=spatialBackground,
+                      spatialSolution=spatialSolution)
+
+    def _diagnostic(self, kernelCellSet: Any, spatialSolution: Any, spatialKernel: Any, spatialBg: Any) -> None:  # noqa: N802, N803
+        """Log the quality of the spatial fit and write the metadata (spec §7.4)."""
+        from .matching.diagnostics import diagnose
+
+        diagnose(self, kernelCellSet, spatialSolution, spatialKernel, spatialBg)

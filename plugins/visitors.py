@@ -1,0 +1,226 @@
+"""Built-in candidate visitors of the kernel fit (LSST's ip_diffim visitors, spec §5).
+
+Registered by :mod:`diffim.plugins.visitor_hooks` under the names ``PsfMatchTask._solve`` looks
+up: ``buildSingleKernel``, ``kernelSum``, ``kernelPca``, ``buildSpatialKernel`` and
+``assessSpatialKernel``. A plugin can register one of these names with ``replace=True`` to swap in
+its own visitor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+from diffim.tasks.matching.candidate import CandidateSolution, CandidateStatus
+from diffim.tasks.matching.cells import CandidateVisitor
+from diffim.tasks.matching.clipping import clipped_mean_std
+
+__all__ = [
+    "BuildSingleKernelVisitor",
+    "KernelSumVisitor",
+    "KernelPcaVisitor",
+    "BuildSpatialKernelVisitor",
+    "AssessSpatialKernelVisitor",
+]
+
+RECENT = CandidateSolution.RECENT
+ORIG = CandidateSolution.ORIG
+GOOD = CandidateStatus.GOOD
+BAD = CandidateStatus.BAD
+
+
+def _residual_stats(candidate: Any, diffim: Any, config: Any) -> Any:
+    from diffim.tasks.matching.statistics import ImageStatistics
+
+    stats = ImageStatistics(config)
+    stats.apply(diffim, config.candidateCoreRadius if config.useCoreStats else -1)
+    return stats
+
+
+def _clip(candidate: Any, stats: Any, config: Any, clipping: bool) -> bool:
+    """Set GOOD/BAD from residual statistics; True when the candidate is rejected."""
+    mean, rms = stats.getMean(), stats.getRms()
+    if not (math.isfinite(mean) and math.isfinite(rms)):
+        candidate.setStatus(BAD)
+        return True
+    if clipping and (abs(mean) > config.candidateResidualMeanMax or rms > config.candidateResidualStdMax):
+        candidate.setStatus(BAD)
+        return True
+    candidate.setStatus(GOOD)
+    return False
+
+
+class BuildSingleKernelVisitor(CandidateVisitor):
+    """Fit each candidate's own kernel and reject it on its residuals (spec §5.1)."""
+
+    def __init__(self, basisList: list[Any], config: Any, hMat: Any = None) -> None:  # noqa: N803
+        self.basisList = basisList
+        self.config = config
+        self.hMat = hMat
+        self.skipBuilt = True
+        self.nRejected = 0
+        self.nProcessed = 0
+
+    def setSkipBuilt(self, skip: bool) -> None:  # noqa: N802 - LSST name
+        self.skipBuilt = bool(skip)
+
+    def reset(self) -> None:
+        self.nRejected = 0
+        self.nProcessed = 0
+
+    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+        if self.skipBuilt and candidate.isInitialized():
+            return
+        try:
+            candidate.build(self.basisList, self.hMat)
+        except Exception:  # noqa: BLE001 - a failed fit rejects the candidate (LSST)
+            candidate.setStatus(BAD)
+            self.nRejected += 1
+            return
+        if candidate.getStatus() == BAD:  # condition number too large
+            self.nRejected += 1
+            return
+        try:
+            stats = _residual_stats(candidate, candidate.getDifferenceImage(RECENT), self.config)
+        except Exception:  # noqa: BLE001 - unusable statistics: BAD but not counted (LSST)
+            candidate.setStatus(BAD)
+            return
+        self.nProcessed += 1
+        candidate.setChi2(stats.getVariance())
+        if _clip(candidate, stats, self.config, self.config.singleKernelClipping):
+            self.nRejected += 1
+
+
+class KernelSumVisitor(CandidateVisitor):
+    """Collect kernel sums, then reject outliers (spec §5.2); modes ``AGGREGATE`` and ``REJECT``."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.mode = "AGGREGATE"
+        self.resetKernelSum()
+
+    def setMode(self, mode: str) -> None:  # noqa: N802 - LSST name
+        if mode not in ("AGGREGATE", "REJECT"):
+            msg = f"KernelSumVisitor mode must be 'AGGREGATE' or 'REJECT', got {mode!r}"
+            raise ValueError(msg)
+        self.mode = mode
+
+    def resetKernelSum(self) -> None:  # noqa: N802 - LSST name
+        self.kSums: list[float] = []
+        self.kSumMean = 0.0
+        self.kSumStd = 0.0
+        self.dkSumMax = 0.0
+        self.kSumNpts = 0
+        self.nRejected = 0
+
+    def reset(self) -> None:
+        """A no-op, as in LSST: sums survive across visits until resetKernelSum()."""
+
+    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+        if self.mode == "AGGREGATE":
+            self.kSums.append(candidate.getKsum(ORIG))
+        elif self.config.kernelSumClipping:
+            if abs(candidate.getKsum(ORIG) - self.kSumMean) > self.dkSumMax:
+                candidate.setStatus(BAD)
+                self.nRejected += 1
+
+    def processKsumDistribution(self) -> None:  # noqa: N802 - LSST name
+        if not self.kSums:
+            msg = "Unable to determine kernel sum; 0 candidates"
+            raise RuntimeError(msg)
+        if len(self.kSums) == 1:
+            self.kSumMean, self.kSumStd = self.kSums[0], 0.0
+        else:
+            self.kSumMean, self.kSumStd = clipped_mean_std(self.kSums)
+            if not (math.isfinite(self.kSumMean) and math.isfinite(self.kSumStd)):
+                msg = f"Unable to determine kernel sum: clipped statistics of {len(self.kSums)} sums are NaN"
+                raise RuntimeError(msg)
+        self.dkSumMax = self.config.maxKsumSigma * self.kSumStd
+        self.kSumNpts = len(self.kSums)
+
+
+class KernelPcaVisitor(CandidateVisitor):
+    """Add each candidate's unit-sum ORIG kernel image to a :class:`KernelPca` (spec §5.3)."""
+
+    def __init__(self, imagePca: Any) -> None:  # noqa: N803
+        self.imagePca = imagePca
+
+    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+        image = candidate.getKernelImage(ORIG)
+        self.imagePca.addImage(image / candidate.getKsum(ORIG), 1.0)
+
+
+class BuildSpatialKernelVisitor(CandidateVisitor):
+    """Accumulate the candidates' normal equations into the spatial fit (spec §5.4)."""
+
+    def __init__(self, basisList: list[Any], regionBBox: Any, config: Any) -> None:  # noqa: N803
+        from diffim.tasks.kernel.functions import make_spatial_function
+        from diffim.tasks.matching.solutions import SpatialKernelSolution
+
+        self.config = config
+        kernel_function = make_spatial_function(config.spatialModelType, config.spatialKernelOrder, regionBBox)
+        bg_order = config.spatialBgOrder if config.fitForBackground else 0
+        background_function = make_spatial_function(config.spatialModelType, bg_order, regionBBox)
+        self.solution = SpatialKernelSolution(basisList, kernel_function, background_function, config)
+        self.nCandidates = 0
+
+    def reset(self) -> None:
+        self.nCandidates = 0
+
+    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+        if not candidate.isInitialized():
+            candidate.setStatus(BAD)
+            return
+        self.nCandidates += 1
+        self.solution.addConstraint(
+            candidate.getXCenter(), candidate.getYCenter(), candidate.getM(RECENT), candidate.getB(RECENT)
+        )
+
+    def solveLinearEquation(self) -> None:  # noqa: N802 - LSST name
+        self.solution.solve()
+
+    def getSolutionPair(self) -> tuple[Any, Any]:  # noqa: N802 - LSST name
+        return self.solution.getSolutionPair()
+
+    def getKernelSolution(self) -> Any:  # noqa: N802 - LSST name
+        return self.solution
+
+
+class AssessSpatialKernelVisitor(CandidateVisitor):
+    """Judge each candidate by the residuals of the spatial model (spec §5.5)."""
+
+    def __init__(self, spatialKernel: Any, spatialBackground: Any, config: Any) -> None:  # noqa: N803
+        self.kernel = spatialKernel
+        self.background = spatialBackground
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self.nGood = 0
+        self.nRejected = 0
+        self.nProcessed = 0
+
+    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+        from diffim.tasks.kernel.convolve import convolveAndSubtract
+        from diffim.tasks.kernel.kernels import FixedKernel
+
+        if not candidate.isInitialized():
+            candidate.setStatus(BAD)
+            return
+        x, y = candidate.getXCenter(), candidate.getYCenter()
+        kernel = FixedKernel(self.kernel.computeImage(x, y))
+        background = float(self.background(x, y))
+        try:
+            diffim = convolveAndSubtract(
+                candidate.getTemplateMaskedImage(), candidate.getScienceMaskedImage(), kernel, background
+            )
+            stats = _residual_stats(candidate, diffim, self.config)
+        except Exception:  # noqa: BLE001 - unusable statistics: BAD, not counted (LSST)
+            candidate.setStatus(BAD)
+            return
+        self.nProcessed += 1
+        if _clip(candidate, stats, self.config, self.config.spatialKernelClipping):
+            self.nRejected += 1
+        else:
+            self.nGood += 1
