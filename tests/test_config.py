@@ -420,3 +420,9 @@ def test_json_schema_export() -> None:
     assert set(props["executor"]["properties"]) == {"name", "serial", "process-pool"}
     assert "$ref" not in json.dumps(schema)
     json.dumps(schema)  # serializable
+
+
+def test_constructor_keywords_win_over_set_defaults() -> None:
+    config = m.ParentConfig(scale=5.0)
+    assert config.scale == 5.0  # setDefaults sets 2.0, the keyword wins as in pex_config
+    assert m.ParentConfig().scale == 2.0

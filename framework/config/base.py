@@ -100,7 +100,10 @@ class Config(BaseModel, Node):
             self.__dict__[name]._attach(name)
         given = tuple(self.model_fields_set)  # before setDefaults adds to it
         if self.__has_set_defaults__:
+            # as pex_config: setDefaults first, then the constructor's keywords win
+            passed = {name: self.__dict__[name] for name in given}
             self.setDefaults()
+            self.__dict__.update(passed)  # pydantic may have replaced __dict__ meanwhile
         if given:
             history = self._history_dict(create=True)
             source = current_source()

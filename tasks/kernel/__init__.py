@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from .bases import (
+    FWHM_PER_SIGMA,
+    generateAlardLuptonBasisList,
+    makeAlardLuptonBasisList,
+    makeDeltaFunctionBasisList,
+    makeKernelBasisList,
+    renormalizeKernelList,
+)
 from .functions import (
     Chebyshev1Function2,
     PolynomialFunction2,
@@ -18,8 +26,11 @@ from .kernels import (
     KernelError,
     LinearCombinationKernel,
 )
+from .regularization import REGULARIZATION_KINDS, make_regularization_matrix, makeRegularizationMatrix
 
 __all__ = [
+    "FWHM_PER_SIGMA",
+    "REGULARIZATION_KINDS",
     "Chebyshev1Function2",
     "DeltaFunctionKernel",
     "FixedKernel",
@@ -29,7 +40,14 @@ __all__ = [
     "LinearCombinationKernel",
     "PolynomialFunction2",
     "SpatialFunction",
+    "generateAlardLuptonBasisList",
+    "makeAlardLuptonBasisList",
+    "makeDeltaFunctionBasisList",
+    "makeKernelBasisList",
+    "makeRegularizationMatrix",
+    "make_regularization_matrix",
     "make_spatial_function",
     "n_terms",
+    "renormalizeKernelList",
     "term_powers",
 ]
