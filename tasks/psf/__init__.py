@@ -46,4 +46,21 @@ __all__ = [
     "measure_shape",
     "psf_from_fwhm",
     "validate_stamp",
+    "estimate_psf",
+    "PsfEstimate",
+    "PsfEstimationError",
+    "ProfileFit",
+    "fit_psf_profile",
 ]
+
+# The estimator pulls in detection (astropy.table, scipy): loaded on first use.
+_ESTIMATE = {"estimate_psf", "PsfEstimate", "PsfEstimationError", "ProfileFit", "fit_psf_profile"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _ESTIMATE:
+        from . import estimate
+
+        return getattr(estimate, name)
+    msg = f"module 'diffim.tasks.psf' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,0 +1,276 @@
+"""Smooth sky background and noise: sigma-clipped statistics on a mesh of boxes, interpolated.
+
+The method is the one SExtractor, photutils' ``Background2D`` and LSST's ``SubtractBackgroundTask``
+share: cut the image into boxes, take a sigma-clipped median and standard deviation of each,
+median-filter the mesh (so a box dominated by a bright star does not make a bump) and interpolate
+it back to every pixel with a bicubic spline through the box centres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+from scipy import ndimage
+from scipy.interpolate import RectBivariateSpline
+
+from diffim.tasks.image import Image, Point2I
+
+from ._pixels import unpack_pixels
+
+__all__ = ["Background", "BackgroundError", "DEFAULT_BACKGROUND_IGNORED_PLANES", "estimate_background"]
+
+#: Mask planes whose pixels never enter a background box (LSST's ``ignoredPixelMask`` plus SAT).
+DEFAULT_BACKGROUND_IGNORED_PLANES: tuple[str, ...] = ("BAD", "SAT", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "NO_DATA")
+
+
+class BackgroundError(ValueError):
+    """The background cannot be estimated from the pixels given."""
+
+
+@dataclass(eq=False)
+class Background:
+    """A smooth background model and the sky noise.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        Background level at every pixel (same shape as the image), in image units.
+    rms : numpy.ndarray
+        Sky noise (standard deviation) at every pixel, interpolated like ``array``.
+    sigma : float
+        Global robust sky noise: the median of the box standard deviations.
+    mesh : numpy.ndarray
+        Filtered sigma-clipped median of each box, shape ``(n_boxes_y, n_boxes_x)``.
+    mesh_rms : numpy.ndarray
+        Filtered sigma-clipped standard deviation of each box.
+    box : int
+        Requested box side in pixels (actual boxes split the image evenly, so they are within a
+        factor ~1.5 of it).
+    xy0 : Point2I
+        Parent coordinates of ``array[0, 0]``.
+    """
+
+    array: np.ndarray = field(repr=False)
+    rms: np.ndarray = field(repr=False)
+    sigma: float
+    mesh: np.ndarray = field(repr=False)
+    mesh_rms: np.ndarray = field(repr=False)
+    box: int
+    xy0: Point2I = Point2I(0, 0)
+
+    def getImage(self) -> Image:  # noqa: N802 - LSST name (BackgroundList.getImage)
+        """The background model as an :class:`~diffim.tasks.image.Image` with this origin."""
+        return Image(self.array, xy0=self.xy0)
+
+    def __repr__(self) -> str:
+        return (
+            f"Background(shape={self.array.shape}, box={self.box}, mesh={self.mesh.shape}, "
+            f"median level={float(np.median(self.mesh)):.6g}, sigma={self.sigma:.6g})"
+        )
+
+
+def estimate_background(
+    data: Any,
+    *,
+    box: int = 64,
+    mask: Any = None,
+    ignore_mask_planes: Sequence[str] = DEFAULT_BACKGROUND_IGNORED_PLANES,
+    nsigma: float = 3.0,
+    maxiters: int = 5,
+    filter_size: int = 3,
+    min_valid_fraction: float = 0.2,
+) -> Background:
+    """Estimate a smooth background and the sky noise.
+
+    Parameters
+    ----------
+    data : Exposure, MaskedImage, Image or array_like
+        The image.
+    box : int, optional
+        Box side in pixels (default 64). The image is split into ``round(n / box)`` boxes per axis
+        of equal size (to within a pixel), so no thin boxes are left at the edges.
+    mask : array_like of bool, optional
+        Extra pixels to ignore (True = ignore), same shape as the image.
+    ignore_mask_planes : sequence of str, optional
+        Mask planes whose pixels are ignored (only for inputs that have a mask).
+    nsigma : float, optional
+        Clipping threshold for the per-box statistics.
+    maxiters : int, optional
+        Maximum clipping iterations.
+    filter_size : int, optional
+        Side of the median filter applied to the mesh (1 = none).
+    min_valid_fraction : float, optional
+        Boxes with fewer usable pixels than this fraction are filled from the nearest good box.
+
+    Returns
+    -------
+    Background
+        The model; subtract ``background.array`` from the image.
+
+    Raises
+    ------
+    BackgroundError
+        If ``box`` is not a positive integer, or no box has enough usable pixels.
+
+    Notes
+    -----
+    Vectorised over boxes (one sigma-clipping call for the whole mesh): a 2048 x 2048 image
+    takes about half a second.
+    """
+    px = unpack_pixels(data)
+    img = np.asarray(px.image, dtype=np.float64)
+    try:
+        box_i = int(box)
+    except (TypeError, ValueError):
+        box_i = 0
+    if box_i != box or box_i < 4:
+        msg = f"box must be an integer >= 4 pixels, got {box!r}"
+        raise BackgroundError(msg)
+    ny, nx = img.shape
+    usable = np.isfinite(img)
+    if px.mask is not None and ignore_mask_planes:
+        usable &= ~px.mask.plane(list(ignore_mask_planes))
+    if mask is not None:
+        extra = np.asarray(mask, dtype=bool)
+        if extra.shape != img.shape:
+            msg = f"mask has shape {extra.shape} but the image has shape {img.shape}; give a boolean array of the image's shape"
+            raise BackgroundError(msg)
+        usable &= ~extra
+
+    ey = _edges(ny, box_i)
+    ex = _edges(nx, box_i)
+    blocks = _gather_blocks(np.where(usable, img, np.nan), ey, ex)  # (nby*nbx, npix per box)
+    nby, nbx = ey.size - 1, ex.size - 1
+    n_valid = np.isfinite(blocks).sum(axis=1)
+    good = n_valid >= max(3, min_valid_fraction * blocks.shape[1])
+    level = np.full(blocks.shape[0], np.nan)
+    spread = np.full(blocks.shape[0], np.nan)
+    if good.any():
+        sel = blocks[good]
+        # Passing the NaN padding as a mask keeps astropy from warning about "invalid values".
+        _, med, std = sigma_clipped_stats(sel, mask=~np.isfinite(sel), axis=1, sigma=nsigma, maxiters=maxiters)
+        level[good], spread[good] = med, std
+        good &= np.isfinite(level) & np.isfinite(spread)
+    if not good.any():
+        msg = (
+            f"no background box of the {ny}x{nx} image has {min_valid_fraction:.0%} usable pixels "
+            f"(finite and not in {list(ignore_mask_planes)!r}); use a larger box or fewer ignored planes"
+        )
+        raise BackgroundError(msg)
+    level = _fill_bad(level.reshape(nby, nbx), good.reshape(nby, nbx))
+    spread = _fill_bad(spread.reshape(nby, nbx), good.reshape(nby, nbx))
+    yc = 0.5 * (ey[:-1] + ey[1:] - 1)
+    xc = 0.5 * (ex[:-1] + ex[1:] - 1)
+    if filter_size > 1:
+        level = _median_filter_detrended(level, good.reshape(nby, nbx), yc / max(ny, 1), xc / max(nx, 1), filter_size)
+        spread = ndimage.median_filter(spread, size=filter_size, mode="nearest")
+    return Background(
+        array=_interpolate(level, yc, xc, ny, nx),
+        rms=np.maximum(_interpolate(spread, yc, xc, ny, nx), 0.0),
+        sigma=float(np.median(spread)),
+        mesh=level,
+        mesh_rms=spread,
+        box=box_i,
+        xy0=px.xy0,
+    )
+
+
+def _edges(n: int, box: int) -> np.ndarray:
+    """Box boundaries splitting ``n`` pixels into ``round(n / box)`` nearly equal boxes."""
+    nb = max(1, int(round(n / box)))
+    return np.linspace(0, n, nb + 1).round().astype(int)
+
+
+def _gather_blocks(arr: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> np.ndarray:
+    """Pixels of every box as rows of one array, NaN-padded to the largest box."""
+    sy, sx = int(np.diff(ey).max()), int(np.diff(ex).max())
+    padded = np.pad(arr, ((0, 1), (0, 1)), constant_values=np.nan)  # index -1 -> a NaN pixel
+    iy = ey[:-1, None] + np.arange(sy)[None, :]
+    iy[iy >= ey[1:, None]] = -1
+    ix = ex[:-1, None] + np.arange(sx)[None, :]
+    ix[ix >= ex[1:, None]] = -1
+    blocks = padded[iy[:, None, :, None], ix[None, :, None, :]]  # (nby, nbx, sy, sx)
+    return blocks.reshape(iy.shape[0] * ix.shape[0], sy * sx)
+
+
+def _fill_bad(values: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Replace bad mesh cells by the value of the nearest good cell."""
+    if good.all():
+        return values
+    _, (iy, ix) = ndimage.distance_transform_edt(~good, return_indices=True)
+    return values[iy, ix]
+
+
+def _median_filter_detrended(
+    mesh: np.ndarray, good: np.ndarray, yn: np.ndarray, xn: np.ndarray, size: int
+) -> np.ndarray:
+    """Median-filter a mesh about a fitted quadratic surface, so edge cells keep the sky gradient.
+
+    A plain median filter at the mesh border sees a one-sided neighbourhood and pulls the edge
+    cells towards their neighbours by up to a box's worth of gradient; filtering the residuals from
+    a smooth fit removes single-box bumps (bright stars) without that bias.
+    """
+    nby, nbx = mesh.shape
+    yy, xx = np.meshgrid(yn, xn, indexing="ij")
+    terms = [np.ones_like(yy)]
+    if nby >= 2:
+        terms.append(yy)
+    if nbx >= 2:
+        terms.append(xx)
+    if nby >= 3 and nbx >= 3:
+        terms += [yy * yy, xx * yy, xx * xx]
+    design = np.stack([t.ravel() for t in terms], axis=1)
+    use = good.ravel().copy()
+    trend = np.zeros(mesh.size)
+    for _ in range(3):  # refit without cells far off the trend (boxes swamped by a bright star)
+        if use.sum() < design.shape[1]:
+            break
+        coef, *_ = np.linalg.lstsq(design[use], mesh.ravel()[use], rcond=None)
+        trend = design @ coef
+        dev = mesh.ravel() - trend
+        scale = 1.4826 * np.median(np.abs(dev[use])) + 1e-12
+        new_use = good.ravel() & (np.abs(dev) < 4.0 * scale)
+        if np.array_equal(new_use, use):
+            break
+        use = new_use
+    trend = trend.reshape(mesh.shape)
+    return trend + ndimage.median_filter(mesh - trend, size=size, mode="nearest")
+
+
+def _interpolate(mesh: np.ndarray, yc: np.ndarray, xc: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """Bicubic spline through the box centres on every pixel, extended linearly beyond them.
+
+    Between the outermost box centres and the image edge (half a box) the spline is continued
+    along its edge slope rather than extrapolated as a cubic, which can swing wildly.
+    """
+    y = np.arange(ny, dtype=float)
+    x = np.arange(nx, dtype=float)
+    nby, nbx = mesh.shape
+    if nby >= 2 and nbx >= 2:
+        spline = RectBivariateSpline(yc, xc, mesh, kx=min(3, nby - 1), ky=min(3, nbx - 1))
+        yy, xx = np.clip(y, yc[0], yc[-1]), np.clip(x, xc[0], xc[-1])
+        out = spline(yy, xx)
+        # Edge slopes by a one-pixel finite difference (parder cannot differentiate a linear spline).
+        for lo, hi in ((y < yc[0], yc[0]), (y > yc[-1], yc[-1])):
+            rows = np.nonzero(lo)[0]
+            if rows.size:
+                step = 1.0 if hi == yc[0] else -1.0
+                slope = (spline(hi + step, xx) - spline(hi, xx)) / step
+                out[rows] += (y[rows] - hi)[:, None] * slope
+        for lo, hi in ((x < xc[0], xc[0]), (x > xc[-1], xc[-1])):
+            cols = np.nonzero(lo)[0]
+            if cols.size:
+                step = 1.0 if hi == xc[0] else -1.0
+                slope = (spline(yy, hi + step) - spline(yy, hi)) / step
+                out[:, cols] += slope * (x[cols] - hi)[None, :]
+        return out
+    # A single row or column of boxes: interpolate along the other axis, constant outside.
+    if nby == 1 and nbx == 1:
+        return np.full((ny, nx), float(mesh[0, 0]))
+    if nby == 1:
+        return np.broadcast_to(np.interp(x, xc, mesh[0])[None, :], (ny, nx)).copy()
+    return np.broadcast_to(np.interp(y, yc, mesh[:, 0])[:, None], (ny, nx)).copy()
