@@ -380,3 +380,9 @@ def test_psf_from_fwhm_sizes() -> None:
     assert tuple(psf_from_fwhm(3.0, kind="moffat", beta=1.0001).getDimensions()) == (91, 91)  # 15 FWHM cap
     with pytest.raises(PsfError, match="odd"):
         psf_from_fwhm(3.0, size=12)
+
+
+def test_tiny_stamp_is_accepted() -> None:
+    # the adaptive centroid cannot converge on 3x3; plain moments take over
+    psf = ImagePsf(np.array([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert psf.computeImage().sum() == pytest.approx(1.0)

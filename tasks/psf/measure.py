@@ -149,7 +149,19 @@ def _adaptive_moments(
     s2 = float((a * (ux * ux + uy * uy)).sum() / total) / 2.0
     # Start from a safe round weight; a sampled stamp is never narrower than ~1/12 px^2.
     m = np.eye(2) * (max(s2, 0.25) if np.isfinite(s2) and s2 > 0 else 1.0)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _adaptive_loop(a, dx, dy, cx, cy, m, max_iter, tol)
+    except np.linalg.LinAlgError:  # tiny or degenerate stamps: the caller falls back to plain moments
+        return None
+
+
+def _adaptive_loop(
+    a: np.ndarray, dx: np.ndarray, dy: np.ndarray, cx: float, cy: float, m: np.ndarray, max_iter: int, tol: float
+) -> tuple[float, float, np.ndarray] | None:
     for _ in range(max_iter):
+        if not np.all(np.isfinite(m)):
+            return None
         inv = np.linalg.inv(m)
         ux, uy = dx - cx, dy - cy
         w = a * np.exp(-0.5 * (inv[0, 0] * ux * ux + 2.0 * inv[0, 1] * ux * uy + inv[1, 1] * uy * uy))
