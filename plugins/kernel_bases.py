@@ -28,7 +28,7 @@ def delta_function(config: Any, **kwargs: Any) -> list[Any]:
     return makeDeltaFunctionBasisList(config.kernelSize, config.kernelSize)
 
 
-@hookimpl(trylast=True)
+@hookimpl(tryfirst=True)  # built-ins first, so plugins can replace them by name
 def diffim_register_kernel_bases(registry: Registry) -> None:
     registry.register("alard-lupton", alard_lupton)
     registry.register("delta-function", delta_function)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from diffim.framework.config import Registry
 
 
-@hookimpl(trylast=True)
+@hookimpl(tryfirst=True)  # built-ins first, so plugins can replace them by name
 def diffim_register_candidate_visitors(registry: Registry) -> None:
     from . import visitors
 

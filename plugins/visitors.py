@@ -24,6 +24,9 @@ __all__ = [
     "AssessSpatialKernelVisitor",
 ]
 
+#: Smallest kernel-sum deviation ever rejected, relative to the mean kernel sum.
+KSUM_RELATIVE_FLOOR = 1e-6
+
 RECENT = CandidateSolution.RECENT
 ORIG = CandidateSolution.ORIG
 GOOD = CandidateStatus.GOOD
@@ -136,7 +139,9 @@ class KernelSumVisitor(CandidateVisitor):
             if not (math.isfinite(self.kSumMean) and math.isfinite(self.kSumStd)):
                 msg = f"Unable to determine kernel sum: clipped statistics of {len(self.kSums)} sums are NaN"
                 raise RuntimeError(msg)
-        self.dkSumMax = self.config.maxKsumSigma * self.kSumStd
+        # LSST's bound is maxKsumSigma * std alone, so identical kernel sums (std ~ 1e-15) reject
+        # candidates over round-off (spec §11.6); a relative floor of 1e-6 keeps them.
+        self.dkSumMax = max(self.config.maxKsumSigma * self.kSumStd, KSUM_RELATIVE_FLOOR * abs(self.kSumMean))
         self.kSumNpts = len(self.kSums)
 
 

@@ -10,6 +10,7 @@ from .bases import (
     makeKernelBasisList,
     renormalizeKernelList,
 )
+from .convolve import convolve, convolve_array, convolveAndSubtract
 from .functions import (
     Chebyshev1Function2,
     PolynomialFunction2,
@@ -40,6 +41,9 @@ __all__ = [
     "LinearCombinationKernel",
     "PolynomialFunction2",
     "SpatialFunction",
+    "convolve",
+    "convolveAndSubtract",
+    "convolve_array",
     "generateAlardLuptonBasisList",
     "makeAlardLuptonBasisList",
     "makeDeltaFunctionBasisList",
