@@ -31,6 +31,21 @@ _EXPORTS: dict[str, str] = {
     "PhotoCalib": "image",
     "ImageError": "image",
     "mask_planes": "image",
+    "PsfMatchTask": "psfMatch",
+    "PsfMatchConfig": "psfMatch",
+    "PsfMatchConfigAL": "psfMatch",
+    "PsfMatchConfigDF": "psfMatch",
+    "PsfMatchTaskConfig": "psfMatch",
+    "NoKernelCandidatesError": "psfMatch",
+    "KernelCandidate": "matching",
+    "SpatialCellSet": "matching.cells",
+    "LinearCombinationKernel": "kernel",
+    "makeKernelBasisList": "kernel.bases",
+    "read_exposure": "io",
+    "write_exposure": "io",
+    "detect_sources": "detection",
+    "estimate_psf": "psf",
+    "check_registration": "registration",
 }
 
 
