@@ -7,7 +7,7 @@ import importlib
 import numpy as np
 import pytest
 
-from diffim.tasks.image import Box2I, Image, ImageError, Mask, MaskedImage
+from diffim.tasks.image import Box2I, ImageError, Mask, MaskedImage
 from diffim.tasks.kernel import (
     Chebyshev1Function2,
     DeltaFunctionKernel,

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import difflib
-from collections import deque
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import core_schema
+from pydantic import Field
 
 from .allowed import choices_message
 from .base import Config
 from .errors import FieldValidationError, UnknownFieldError
-from .history import HistoryEntry, current_source, record
-from .node import Node, _join
+from .history import current_source, record
+from .node import ContainerNode, Node, _join
 from .registry import Registry
 
 __all__ = ["ConfigChoice", "ConfigChoiceField", "RegistryField"]
@@ -27,7 +25,7 @@ class _EmptyConfig(Config):
     """A registered item without options."""
 
 
-class ConfigChoice(Node):
+class ConfigChoice(ContainerNode):
     """The value of a choice field: one config per alternative, and the selected name.
 
     Every alternative keeps its own values, so ``config.kernel["AL"].alardNGauss = 4`` works
@@ -42,6 +40,8 @@ class ConfigChoice(Node):
         The alternative selected at first.
     """
 
+    _assign_hint = "assign the selected name or a mapping instead"
+
     def __init__(self, choices: Mapping[str, type[Config]] | Registry, default: str | None) -> None:
         d = self.__dict__
         d["_choices"] = choices
@@ -51,22 +51,6 @@ class ConfigChoice(Node):
         d["_path"] = ""
         d["_frozen"] = False
         d["_history"] = None
-
-    # -- pydantic integration ---------------------------------------------------------------
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            _instance_validator(cls),
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v._to_data()),
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> dict[str, Any]:
-        return {"type": "object"}
 
     # -- selection --------------------------------------------------------------------------
     @property
@@ -181,9 +165,6 @@ class ConfigChoice(Node):
         raise UnknownFieldError(msg)
 
     # -- node protocol ----------------------------------------------------------------------
-    def _get_path(self) -> str:
-        return self._path
-
     def _attach(self, path: str) -> None:
         self.__dict__["_path"] = path
         for name, config in self._values.items():
@@ -233,39 +214,13 @@ class ConfigChoice(Node):
         if active is not None:
             active._validate_tree()
 
-    def _is_frozen(self) -> bool:
-        return self._frozen
-
-    def _history_dict(self, create: bool = False) -> dict[str, deque[HistoryEntry]] | None:
-        if self._history is None and create:
-            self.__dict__["_history"] = {}
-        return self._history
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ConfigChoice):
             return NotImplemented
         return list(self._choices) == list(other._choices) and self._to_data() == other._to_data()
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def __repr__(self) -> str:
         return f"ConfigChoice(name={self._name!r}, choices={list(self._choices)!r})"
-
-
-def _instance_validator(cls: type) -> Any:
-    def validate(value: Any) -> Any:
-        if isinstance(value, cls):
-            return value
-        msg = f"expected a {cls.__name__}; assign the selected name or a mapping instead"
-        raise ValueError(msg)
-
-    return validate
 
 
 def _choice_schema_extra(choices: Mapping[str, type[Config]] | Registry, default: str | None) -> Any:

@@ -13,10 +13,13 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import core_schema
+
 from .errors import FrozenConfigError
 from .history import HistoryEntry
 
-__all__ = ["Node", "plain_value"]
+__all__ = ["Node", "ContainerNode", "plain_value"]
 
 
 class Node:
@@ -85,6 +88,59 @@ class Node:
                 "(a running task's config is read-only; use config.copy() to get an editable copy)"
             )
             raise FrozenConfigError(msg)
+
+
+class ContainerNode(Node):
+    """Shared plumbing of the plain-Python nodes (choices and subtask fields).
+
+    Their state lives in ``__dict__`` under ``_path``, ``_frozen`` and ``_history``; a field of
+    this type accepts only an instance (assigning names or mappings is routed to ``_assign`` by
+    the parent config before pydantic sees it).
+    """
+
+    #: What to do instead of replacing the node, for the validation message.
+    _assign_hint = "assign its values instead"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        def validate(value: Any) -> Any:
+            if isinstance(value, cls):
+                return value
+            msg = f"expected a {cls.__name__}; {cls._assign_hint}"
+            raise ValueError(msg)
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v._to_data()),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {"type": "object"}  # the field's json_schema_extra fills in the details
+
+    def _get_path(self) -> str:
+        return self.__dict__["_path"]
+
+    def _is_frozen(self) -> bool:
+        return self.__dict__["_frozen"]
+
+    def _history_dict(self, create: bool = False) -> dict[str, deque[HistoryEntry]] | None:
+        history = self.__dict__["_history"]
+        if history is None and create:
+            history = self.__dict__["_history"] = {}
+        return history
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
 def _join(prefix: str, token: str) -> str:

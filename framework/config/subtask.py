@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections import deque
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import core_schema
+from pydantic import Field
 
 from .base import Config
 from .errors import ConfigError, ConfigRetargetWarning, FieldValidationError
-from .history import HistoryEntry, current_source, history_source, record
-from .node import Node, _join
+from .history import current_source, history_source, record
+from .node import ContainerNode, Node, _join
 
 __all__ = ["ConfigurableField", "ConfigurableInstance", "import_target", "target_name"]
 
@@ -50,13 +48,15 @@ def import_target(path: str) -> Any:
     raise FieldValidationError(msg)
 
 
-class ConfigurableInstance(Node):
+class ConfigurableInstance(ContainerNode):
     """The value of a subtask field: a target Task class and its config.
 
     Attribute access is forwarded to the config, so ``config.detection.threshold = 5`` works
     as in pex_config; ``target``, ``ConfigClass``, ``value``, :meth:`retarget` and
     :meth:`apply` belong to the field itself.
     """
+
+    _assign_hint = "use .retarget() or assign field values instead"
 
     def __init__(self, target: Any, ConfigClass: type[Config] | None = None) -> None:  # noqa: N803
         if isinstance(target, str):
@@ -70,27 +70,6 @@ class ConfigurableInstance(Node):
         d["_path"] = ""
         d["_frozen"] = False
         d["_history"] = None
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        def validate(value: Any) -> Any:
-            if isinstance(value, cls):
-                return value
-            msg = "expected a ConfigurableInstance; use .retarget() or assign field values instead"
-            raise ValueError(msg)
-
-        return core_schema.no_info_plain_validator_function(
-            validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v._to_data()),
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> dict[str, Any]:
-        return {"type": "object"}
 
     # -- the field's own API ----------------------------------------------------------------
     @property
@@ -153,9 +132,6 @@ class ConfigurableInstance(Node):
             setattr(self._value, name, value)
 
     # -- node protocol ----------------------------------------------------------------------
-    def _get_path(self) -> str:
-        return self._path
-
     def _attach(self, path: str) -> None:
         self.__dict__["_path"] = path
         self._value._attach(path)
@@ -211,26 +187,10 @@ class ConfigurableInstance(Node):
     def _validate_tree(self) -> None:
         self._value._validate_tree()
 
-    def _is_frozen(self) -> bool:
-        return self._frozen
-
-    def _history_dict(self, create: bool = False) -> dict[str, deque[HistoryEntry]] | None:
-        if self._history is None and create:
-            self.__dict__["_history"] = {}
-        return self._history
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ConfigurableInstance):
             return NotImplemented
         return self._to_data() == other._to_data()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"ConfigurableInstance(target={target_name(self._target)}, value={self._value!r})"
