@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-
-from diffim.tasks.matching.candidate import CandidateSolution, CandidateStatus
+from diffim.tasks.matching.candidate import (
+    CandidateSolution,
+    CandidateStatus,
+    KernelCandidateError,
+)
 from diffim.tasks.matching.cells import CandidateVisitor
 from diffim.tasks.matching.clipping import clipped_mean_std
 
@@ -57,7 +60,7 @@ def _clip(candidate: Any, stats: Any, config: Any, clipping: bool) -> bool:
 class BuildSingleKernelVisitor(CandidateVisitor):
     """Fit each candidate's own kernel and reject it on its residuals (spec §5.1)."""
 
-    def __init__(self, basisList: list[Any], config: Any, hMat: Any = None) -> None:  # noqa: N803
+    def __init__(self, basisList: list[Any], config: Any, hMat: Any = None) -> None:
         self.basisList = basisList
         self.config = config
         self.hMat = hMat
@@ -65,19 +68,19 @@ class BuildSingleKernelVisitor(CandidateVisitor):
         self.nRejected = 0
         self.nProcessed = 0
 
-    def setSkipBuilt(self, skip: bool) -> None:  # noqa: N802 - LSST name
+    def setSkipBuilt(self, skip: bool) -> None:
         self.skipBuilt = bool(skip)
 
     def reset(self) -> None:
         self.nRejected = 0
         self.nProcessed = 0
 
-    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+    def processCandidate(self, candidate: Any) -> None:
         if self.skipBuilt and candidate.isInitialized():
             return
         try:
             candidate.build(self.basisList, self.hMat)
-        except Exception:  # noqa: BLE001 - a failed fit rejects the candidate (LSST)
+        except Exception:
             candidate.setStatus(BAD)
             self.nRejected += 1
             return
@@ -86,7 +89,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             return
         try:
             stats = _residual_stats(candidate, candidate.getDifferenceImage(RECENT), self.config)
-        except Exception:  # noqa: BLE001 - unusable statistics: BAD but not counted (LSST)
+        except Exception:
             candidate.setStatus(BAD)
             return
         self.nProcessed += 1
@@ -103,13 +106,13 @@ class KernelSumVisitor(CandidateVisitor):
         self.mode = "AGGREGATE"
         self.resetKernelSum()
 
-    def setMode(self, mode: str) -> None:  # noqa: N802 - LSST name
+    def setMode(self, mode: str) -> None:
         if mode not in ("AGGREGATE", "REJECT"):
             msg = f"KernelSumVisitor mode must be 'AGGREGATE' or 'REJECT', got {mode!r}"
             raise ValueError(msg)
         self.mode = mode
 
-    def resetKernelSum(self) -> None:  # noqa: N802 - LSST name
+    def resetKernelSum(self) -> None:
         self.kSums: list[float] = []
         self.kSumMean = 0.0
         self.kSumStd = 0.0
@@ -120,7 +123,7 @@ class KernelSumVisitor(CandidateVisitor):
     def reset(self) -> None:
         """A no-op, as in LSST: sums survive across visits until resetKernelSum()."""
 
-    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+    def processCandidate(self, candidate: Any) -> None:
         if self.mode == "AGGREGATE":
             self.kSums.append(candidate.getKsum(ORIG))
         elif self.config.kernelSumClipping:
@@ -128,7 +131,7 @@ class KernelSumVisitor(CandidateVisitor):
                 candidate.setStatus(BAD)
                 self.nRejected += 1
 
-    def processKsumDistribution(self) -> None:  # noqa: N802 - LSST name
+    def processKsumDistribution(self) -> None:
         if not self.kSums:
             msg = "Unable to determine kernel sum; 0 candidates"
             raise RuntimeError(msg)
@@ -148,18 +151,23 @@ class KernelSumVisitor(CandidateVisitor):
 class KernelPcaVisitor(CandidateVisitor):
     """Add each candidate's unit-sum ORIG kernel image to a :class:`KernelPca` (spec §5.3)."""
 
-    def __init__(self, imagePca: Any) -> None:  # noqa: N803
+    def __init__(self, imagePca: Any) -> None:
         self.imagePca = imagePca
 
-    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
-        image = candidate.getKernelImage(ORIG)
-        self.imagePca.addImage(image / candidate.getKsum(ORIG), 1.0)
+    def processCandidate(self, candidate: Any) -> None:
+        # as LSST: a candidate without an ORIG kernel (or of another kernel size) is skipped, and
+        # still counts toward nMaxPerCell of the visit
+        try:
+            image = candidate.getKernelImage(ORIG)
+            self.imagePca.addImage(image / candidate.getKsum(ORIG), 1.0)
+        except (KernelCandidateError, ValueError):
+            return
 
 
 class BuildSpatialKernelVisitor(CandidateVisitor):
     """Accumulate the candidates' normal equations into the spatial fit (spec §5.4)."""
 
-    def __init__(self, basisList: list[Any], regionBBox: Any, config: Any) -> None:  # noqa: N803
+    def __init__(self, basisList: list[Any], regionBBox: Any, config: Any) -> None:
         from diffim.tasks.kernel.functions import make_spatial_function
         from diffim.tasks.matching.solutions import SpatialKernelSolution
 
@@ -173,7 +181,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
     def reset(self) -> None:
         self.nCandidates = 0
 
-    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+    def processCandidate(self, candidate: Any) -> None:
         if not candidate.isInitialized():
             candidate.setStatus(BAD)
             return
@@ -182,20 +190,20 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
             candidate.getXCenter(), candidate.getYCenter(), candidate.getM(RECENT), candidate.getB(RECENT)
         )
 
-    def solveLinearEquation(self) -> None:  # noqa: N802 - LSST name
+    def solveLinearEquation(self) -> None:
         self.solution.solve()
 
-    def getSolutionPair(self) -> tuple[Any, Any]:  # noqa: N802 - LSST name
+    def getSolutionPair(self) -> tuple[Any, Any]:
         return self.solution.getSolutionPair()
 
-    def getKernelSolution(self) -> Any:  # noqa: N802 - LSST name
+    def getKernelSolution(self) -> Any:
         return self.solution
 
 
 class AssessSpatialKernelVisitor(CandidateVisitor):
     """Judge each candidate by the residuals of the spatial model (spec §5.5)."""
 
-    def __init__(self, spatialKernel: Any, spatialBackground: Any, config: Any) -> None:  # noqa: N803
+    def __init__(self, spatialKernel: Any, spatialBackground: Any, config: Any) -> None:
         self.kernel = spatialKernel
         self.background = spatialBackground
         self.config = config
@@ -206,7 +214,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
         self.nRejected = 0
         self.nProcessed = 0
 
-    def processCandidate(self, candidate: Any) -> None:  # noqa: N802
+    def processCandidate(self, candidate: Any) -> None:
         from diffim.tasks.kernel.convolve import convolveAndSubtract
         from diffim.tasks.kernel.kernels import FixedKernel
 
@@ -221,7 +229,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
                 candidate.getTemplateMaskedImage(), candidate.getScienceMaskedImage(), kernel, background
             )
             stats = _residual_stats(candidate, diffim, self.config)
-        except Exception:  # noqa: BLE001 - unusable statistics: BAD, not counted (LSST)
+        except Exception:
             candidate.setStatus(BAD)
             return
         self.nProcessed += 1
