@@ -25,7 +25,7 @@ from diffim.tasks.matching import (
     solve_system,
 )
 from diffim.tasks.matching.solutions import risk_curve
-from diffim.tasks.matching.solutions import _regularized_family, _regularized_family_direct
+from diffim.tasks.matching.regularized_solution import _regularized_family, _regularized_family_direct
 from diffim.tasks.psfMatch import PsfMatchConfigAL, PsfMatchConfigDF
 
 

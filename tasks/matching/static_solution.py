@@ -1,0 +1,220 @@
+"""Per-candidate weighted least squares (spec §4.1): ``I ≈ Σ a_k (B_k ⋆ T) + b``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..image import Box2I, Image, MaskedImage
+from ..kernel import Kernel, LinearCombinationKernel
+from .linalg import SolvedBy
+from .solution_base import KernelSolution, KernelSolutionError
+
+_n__all__ = ["StaticKernelSolution"]
+
+
+def _stamp_array(stamp: Any, what: str) -> tuple[np.ndarray, Box2I]:
+    if isinstance(stamp, MaskedImage):
+        return stamp.image.array, stamp.getBBox()
+    if isinstance(stamp, Image):
+        return stamp.array, stamp.getBBox()
+    msg = f"{what} must be a MaskedImage or an Image, got {type(stamp).__name__}"
+    raise TypeError(msg)
+
+
+def _variance_array(variance: Any, bbox: Box2I) -> np.ndarray:
+    if isinstance(variance, MaskedImage):
+        variance = variance.variance
+    if isinstance(variance, Image):
+        if variance.getBBox() != bbox:
+            msg = f"the variance image covers {variance.getBBox()} but the stamps cover {bbox}"
+            raise KernelSolutionError(msg)
+        return variance.array
+    array = np.asarray(variance, dtype=float)
+    if array.shape != bbox.shape:
+        msg = f"the variance array has shape {array.shape} but the stamps have shape {bbox.shape}"
+        raise KernelSolutionError(msg)
+    return array
+
+
+class StaticKernelSolution(KernelSolution):
+    """Least-squares kernel for one candidate: ``I ≈ Σ_k a_k (B_k ⋆ T) + b`` (spec §4.1).
+
+    Parameters
+    ----------
+    basis_list : sequence of Kernel
+        Fixed basis kernels, all of one size.
+    fit_background : bool
+        Also fit a constant background ``b``.
+
+    Notes
+    -----
+    Over the part of the stamp where the kernel fits (``shrinkBBox``), with ``C_k = B_k ⋆ T``
+    (afw correlation), ``w = 1/variance`` and ``I`` the science pixels, the normal equations are
+    ``M = Cᵀ diag(w) C`` and ``B = Cᵀ diag(w) I``. ``C`` is built as one matrix product of the
+    basis images with the template's sliding windows (exact, no FFT round-off); for a complete
+    delta-function basis the windows *are* the design matrix. Masks are ignored: stamps must be
+    screened for bad pixels beforehand (as in LSST).
+    """
+
+    def __init__(self, basis_list: Sequence[Kernel], fit_background: bool) -> None:
+        super().__init__(fit_background)
+        basis = list(basis_list)
+        if not basis:
+            msg = "a kernel solution needs at least one basis kernel"
+            raise KernelSolutionError(msg)
+        dims = basis[0].getDimensions()
+        if any(k.getDimensions() != dims for k in basis):
+            msg = "all basis kernels must have the same dimensions"
+            raise KernelSolutionError(msg)
+        if any(k.isSpatiallyVarying() for k in basis):
+            msg = "basis kernels of a kernel solution must not vary spatially"
+            raise KernelSolutionError(msg)
+        self._basis = basis
+        images = np.stack([k.computeImage() for k in basis])
+        self._basis_matrix = images.reshape(len(basis), -1)
+        # a complete delta-function basis in row-major order: C is the template's windows as is
+        self._identity_basis = self._basis_matrix.shape[0] == self._basis_matrix.shape[1] and np.array_equal(
+            self._basis_matrix, np.eye(self._basis_matrix.shape[0])
+        )
+        self._kernel: LinearCombinationKernel | None = None
+        self._background = 0.0
+        self._good_bbox: Box2I | None = None
+
+    # -- building --------------------------------------------------------------------------------
+    def getBasisList(self) -> list[Kernel]:  # noqa: N802 - LSST-style name
+        """The basis kernels."""
+        return list(self._basis)
+
+    def getGoodBBox(self) -> Box2I:  # noqa: N802 - LSST-style name
+        """Pixels used by the fit: the stamp shrunk by the kernel (``shrinkBBox``)."""
+        if self._good_bbox is None:
+            msg = f"{type(self).__name__} {self._id} is not built; call build() first"
+            raise KernelSolutionError(msg)
+        return self._good_bbox
+
+    def _design_transposed(self, template: np.ndarray) -> np.ndarray:
+        """``Cᵀ`` over the good region, shape ``(n_unknowns, n_pixels)`` (background row = 1)."""
+        kh, kw = self._basis[0].shape
+        sh, sw = template.shape
+        gh, gw = sh - kh + 1, sw - kw + 1
+        # windows[ky, kx] = T[ky:ky+gh, kx:kx+gw] = the correlation input seen by kernel pixel (kx, ky)
+        windows = sliding_window_view(np.asarray(template, dtype=float), (gh, gw)).reshape(kh * kw, gh * gw)
+        nb = len(self._basis)
+        design = np.empty((nb + int(self._fit_background), gh * gw))
+        if self._identity_basis:
+            design[:nb] = windows
+        else:
+            np.matmul(self._basis_matrix, windows, out=design[:nb])
+        if self._fit_background:
+            design[nb] = 1.0
+        return design
+
+    def build(self, template: MaskedImage | Image, science: MaskedImage | Image, variance: Any) -> None:
+        """Compute the normal equations ``M``, ``B`` of the stamp pair.
+
+        Parameters
+        ----------
+        template : MaskedImage or Image
+            Stamp to be convolved (``T``).
+        science : MaskedImage or Image
+            Stamp to match (``I``), on the same pixel grid.
+        variance : Image, numpy.ndarray or MaskedImage
+            Per-pixel variance used as ``1/w`` (a MaskedImage contributes its variance plane).
+
+        Raises
+        ------
+        KernelSolutionError
+            If the grids differ, the stamp is smaller than the kernel, or a variance in the fitted
+            region is negative, zero or not finite.
+        """
+        t_array, bbox = _stamp_array(template, "template")
+        s_array, s_bbox = _stamp_array(science, "science")
+        if s_bbox != bbox:
+            msg = f"template stamp {bbox} and science stamp {s_bbox} must cover the same pixels"
+            raise KernelSolutionError(msg)
+        kernel = self._basis[0]
+        if bbox.width < kernel.width or bbox.height < kernel.height:
+            msg = (
+                f"stamp {bbox.width}x{bbox.height} is smaller than the {kernel.width}x{kernel.height} kernel; "
+                "use larger stamps"
+            )
+            raise KernelSolutionError(msg)
+        good = kernel.shrinkBBox(bbox)
+        rows, cols = good.slices(bbox.getMin())
+        var = np.asarray(_variance_array(variance, bbox)[rows, cols], dtype=float)
+        vmin = float(var.min())
+        if not np.isfinite(vmin) or not np.all(np.isfinite(var)):
+            msg = f"variance has non-finite values inside the fitted region {good}; fix the variance planes"
+            raise KernelSolutionError(msg)
+        if vmin < 0:
+            msg = f"variance less than 0.0 ({vmin!r}) inside the fitted region {good}; fix the variance planes"
+            raise KernelSolutionError(msg)
+        if vmin == 0:
+            msg = (
+                f"variance equals 0.0 inside the fitted region {good}, cannot inverse-variance weight; "
+                "fix the variance planes or set constantVarianceWeighting=True"
+            )
+            raise KernelSolutionError(msg)
+        sqrt_w = 1.0 / np.sqrt(var.ravel())
+        design = self._design_transposed(t_array)
+        design *= sqrt_w  # rows of Cᵀ scaled by sqrt(w): M = (√w C)ᵀ(√w C) is exactly symmetric
+        target = np.asarray(s_array[rows, cols], dtype=float).ravel() * sqrt_w
+        self._m = design @ design.T
+        self._b = design @ target
+        self._good_bbox = good
+        self._a = None
+        self._kernel = None
+        self._solved_by = SolvedBy.NONE
+
+    # -- solving ---------------------------------------------------------------------------------
+    def solve(self) -> None:
+        """Solve ``M a = B`` (LU, eigen pseudo-inverse if singular); NaN coefficients raise."""
+        m, b = self._require_built()
+        self._set_solution(self._solve_equations(m, b))
+
+    def _set_solution(self, solution: np.ndarray) -> None:
+        nb = len(self._basis)
+        self._a = solution
+        self._kernel = LinearCombinationKernel(self._basis, solution[:nb])
+        self._background = float(solution[nb]) if self._fit_background else 0.0
+
+    # -- results ---------------------------------------------------------------------------------
+    def getKernel(self) -> LinearCombinationKernel:  # noqa: N802 - LSST name
+        """The fitted kernel (fixed coefficients)."""
+        self._require_solved()
+        assert self._kernel is not None
+        return self._kernel
+
+    def getBackground(self) -> float:  # noqa: N802 - LSST name
+        """The fitted background (0 when not fitted)."""
+        self._require_solved()
+        return self._background
+
+    def getKsum(self) -> float:  # noqa: N802 - LSST name
+        """Sum of the fitted kernel image (the photometric scale)."""
+        return self.getKernel().computeSum()
+
+    def getKernelImage(self) -> np.ndarray:  # noqa: N802 - LSST-style name
+        """The fitted kernel image ``[y, x]``."""
+        return self.getKernel().computeImage()
+
+    def makeKernelImage(self) -> np.ndarray:  # noqa: N802 - LSST name
+        """Alias of :meth:`getKernelImage` (LSST's name)."""
+        return self.getKernelImage()
+
+    def getSolutionPair(self) -> tuple[LinearCombinationKernel, float]:  # noqa: N802 - LSST name
+        """``(kernel, background)``."""
+        return self.getKernel(), self.getBackground()
+
+    def __repr__(self) -> str:
+        state = "solved" if self.isSolved() else ("built" if self._m is not None else "empty")
+        return f"{type(self).__name__}(id={self._id}, {len(self._basis)} bases, bg={self._fit_background}, {state})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Regularized solution
+# ------------------------------------------------------------------------------------------------
