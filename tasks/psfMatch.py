@@ -240,7 +240,13 @@ class PsfMatchConfigDF(PsfMatchConfig):
     lambdaStepType: Annotated[
         str, Allowed(log="lambda = 10**l on the grid", linear="lambda = l on the grid")
     ] = Field("log", description="Grid of the risk scans.")
-    lambdaMin: float = Field(-1.0, description="Start of the lambda grid (log10 units when lambdaStepType is 'log').")
+    lambdaMin: float = Field(
+        -1.0,
+        description=(
+            "Start of the lambda grid (log10 units when lambdaStepType is 'log'). lambda is in the units of "
+            "the normal matrix M, which grow as flux²/variance: bright stamps may need a higher grid."
+        ),
+    )
     lambdaMax: float = Field(2.0, description="End of the lambda grid, inclusive.")
     lambdaStep: float = Field(0.1, gt=0.0, description="Step of the lambda grid.")
 
