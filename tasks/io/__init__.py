@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from .ccddata import DEFAULT_BAD_PLANES, exposure_from_ccddata, exposure_to_ccddata
 from .errors import FitsReadError, FitsReadWarning
+from .kernel_file import read_kernel, read_spatial_function, write_kernel, write_spatial_function
 from .psf_file import read_psf_image
 from .read import read_exposure
 from .write import write_exposure
@@ -39,6 +40,10 @@ __all__ = [
     "exposure_from_ccddata",
     "exposure_to_ccddata",
     "read_exposure",
+    "read_kernel",
     "read_psf_image",
+    "read_spatial_function",
     "write_exposure",
+    "write_kernel",
+    "write_spatial_function",
 ]

@@ -134,13 +134,19 @@ def write_exposure(exposure: Exposure, path: str | os.PathLike[str], *, overwrit
     if not isinstance(exposure, Exposure):
         msg = f"write_exposure needs an Exposure, got {type(exposure).__name__}"
         raise TypeError(msg)
-    target = Path(os.fspath(path))
+    return write_hdulist_atomic(exposure_hdulist(exposure), Path(os.fspath(path)), overwrite=overwrite)
+
+
+def write_hdulist_atomic(hdul: fits.HDUList, target: Path, *, overwrite: bool) -> Path:
+    """Write ``hdul`` to ``target`` through a temporary file in the same directory.
+
+    Refuses an existing ``target`` unless ``overwrite``; never leaves a partial or temporary file.
+    """
     if not overwrite and target.exists():
         raise _exists_error(target)
     if not target.parent.is_dir():
         msg = f"{target}: directory {str(target.parent)!r} does not exist; create it first"
         raise FileNotFoundError(msg)
-    hdul = exposure_hdulist(exposure)  # built before any file is touched
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_file_mode()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
