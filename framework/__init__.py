@@ -38,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "trace_set_at": "log",
     "TRACE": "log",
     "VERBOSE": "log",
+    # launcher connections
+    "Input": "connections",
+    "Output": "connections",
     # plugins
     "hookimpl": "plugins",
     "hookspec": "plugins",
@@ -47,6 +50,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .connections import Input, Output
     from .config import (
         Allowed,
         Config,

@@ -1,12 +1,22 @@
-"""The ``diffim`` command line (minimal launcher: ``--version``, ``plugins`` and plugin commands).
+"""The ``diffim`` command line: ``run``, ``build``, ``tasks``, ``config``, ``plugins`` and plugin commands.
 
-Plugins add subcommands through the ``diffim_add_commands(subparsers)`` hook; each added
-parser must call ``set_defaults(func=handler)`` with ``handler(args) -> int | None``.
+The launcher subcommands live in :mod:`diffim.framework.launch` (``run`` runs a task or a
+pipeline on files, pipetask style). Plugins add subcommands through the
+``diffim_add_commands(subparsers)`` hook; each added parser must call
+``set_defaults(func=handler)`` with ``handler(args) -> int | None``.
 
-Exit codes: 0 success, 1 unexpected error, 2 usage error (bad arguments or a `ValueError`
-from a command), 3 plugin error (`~diffim.framework.plugins.PluginError`), 130 interrupted.
+Exit codes
+----------
+0 success (also ``--help``, ``--show``, ``--dry-run``); 1 unexpected error; 2 usage error (bad
+arguments, unknown task, output directory exists without ``--clobber``, or a `ValueError` from
+a command); 3 plugin error (`~diffim.framework.plugins.PluginError`, or no plugin handles a data
+type); 4 config error (bad override or config file, pipeline document, failed contract, debug
+file); 5 input error (unknown or missing input, missing or unreadable input file, bad inputs
+table); 6 task failure (or every row of an inputs table failed); 7 partial failure (some rows
+of an inputs table failed); 130 interrupted.
+
 Errors print one ``diffim: error: ...`` line on stderr; the traceback is added with
-``--traceback`` or ``DIFFIM_TRACEBACK=1``.
+``--traceback``, ``DIFFIM_TRACEBACK=1`` or a ``--log-level`` of DEBUG (or TRACE) for diffim.
 
 Only argparse is imported at module level so that ``diffim --help`` starts fast; the
 plugin manager is loaded inside `main`.
@@ -23,21 +33,33 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .plugins import DiffimPluginManager, PluginInfo
 
+from .launch.errors import (
+    EXIT_CODES_HELP,
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_PLUGIN_ERROR,
+    EXIT_TASK,
+    EXIT_USAGE,
+    LaunchError,
+)
+
 __all__ = [
+    "EXIT_CONFIG",
     "EXIT_ERROR",
+    "EXIT_INPUT",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_PARTIAL",
     "EXIT_PLUGIN_ERROR",
+    "EXIT_TASK",
     "EXIT_USAGE",
     "build_parser",
     "main",
 ]
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_PLUGIN_ERROR = 3
-EXIT_INTERRUPTED = 130
 
 TRACEBACK_ENV = "DIFFIM_TRACEBACK"
 
@@ -68,10 +90,14 @@ def build_parser(pm: DiffimPluginManager) -> argparse.ArgumentParser:
     PluginError
         If a plugin fails while adding commands, or adds one without ``func``.
     """
+    from .launch.commands import add_launcher_commands
     from .plugins import PluginError
 
     parser = argparse.ArgumentParser(
-        prog="diffim", description="PSF matching and image subtraction on a light Task framework."
+        prog="diffim",
+        description="PSF matching and image subtraction on a light Task framework.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"diffim {_version()}")
     parser.add_argument(
@@ -80,6 +106,7 @@ def build_parser(pm: DiffimPluginManager) -> argparse.ArgumentParser:
         help=f"show the full traceback on errors (also {TRACEBACK_ENV}=1)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_launcher_commands(subparsers)
 
     plugins = subparsers.add_parser(
         "plugins", help="list registered plugins", description="List registered plugins."
@@ -130,11 +157,55 @@ def _format_table(infos: Sequence[PluginInfo]) -> str:
 
 def _error(exc: BaseException, show_traceback: bool) -> None:
     if show_traceback:
-        import traceback
+        remote = getattr(exc, "remote_traceback", None)
+        if remote:  # the failure happened inside a job (possibly in a worker process)
+            print(remote.rstrip(), file=sys.stderr)
+        else:
+            import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
+            traceback.print_exception(exc, file=sys.stderr)
     text = " ".join(str(exc).split()) or type(exc).__name__
     print(f"diffim: error: {text}", file=sys.stderr)
+
+
+def _exit_code_of(exc: Exception) -> int:
+    """Map an exception from a command to the documented exit code."""
+    from .plugins import PluginError
+
+    if isinstance(exc, PluginError):
+        return EXIT_PLUGIN_ERROR
+    if isinstance(exc, LaunchError):
+        return exc.exit_code
+    # only look at modules already imported: an exception cannot come from one that is not
+    errors = sys.modules.get("diffim.framework.config.errors")
+    if errors is not None and isinstance(exc, errors.ConfigError):
+        return EXIT_CONFIG
+    debug = sys.modules.get("diffim.framework.debug")
+    if debug is not None and isinstance(exc, debug.DebugFileError):
+        return EXIT_CONFIG
+    if isinstance(exc, ValueError):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def _debug_logging_requested(options: Sequence[str]) -> bool:
+    """Whether a ``--log-level`` asks for DEBUG (or finer) on diffim: then tracebacks are shown."""
+    from .log import DEBUG, parse_log_level_spec
+
+    values = []
+    for i, option in enumerate(options):
+        if option == "--log-level" and i + 1 < len(options):
+            values.append(options[i + 1])
+        elif option.startswith("--log-level="):
+            values.append(option.partition("=")[2])
+    for value in values:
+        try:
+            component, level = parse_log_level_spec(value)
+        except ValueError:
+            continue
+        if component in (None, "", "diffim") and level <= DEBUG:
+            return True
+    return False
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -161,15 +232,20 @@ def main(argv: list[str] | None = None) -> int:
         Process exit code (see the module docstring). `main` never raises `SystemExit`,
         so it can be called in-process.
     """
-    from .plugins import PluginError, get_plugin_manager
+    from .plugins import get_plugin_manager
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     # Known before parsing, so failures while building the parser honour it too.
     options = args_list[: args_list.index("--")] if "--" in args_list else args_list
-    show_traceback = "--traceback" in options or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+    show_traceback = (
+        "--traceback" in options
+        or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+        or _debug_logging_requested(options)
+    )
     try:
         parser = build_parser(get_plugin_manager())
         args = parser.parse_args(args_list)
+        args.command_argv = args_list  # recorded in run.json
         result = args.func(args)
         return EXIT_OK if result is None else int(result)
     except SystemExit as exc:  # argparse errors, --help, --version, or a command's sys.exit
@@ -177,15 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diffim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except PluginError as exc:
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line and an exit code
         _error(exc, show_traceback)
-        return EXIT_PLUGIN_ERROR
-    except ValueError as exc:
-        _error(exc, show_traceback)
-        return EXIT_USAGE
-    except Exception as exc:
-        _error(exc, show_traceback)
-        return EXIT_ERROR
+        return _exit_code_of(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

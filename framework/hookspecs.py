@@ -21,10 +21,18 @@ from .plugins import hookspec
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
+    from collections.abc import Mapping
+    from pathlib import Path
 
     from .config import Registry
 
-__all__ = ["diffim_add_commands", "diffim_register_executors"]
+__all__ = [
+    "diffim_add_commands",
+    "diffim_read_input",
+    "diffim_register_executors",
+    "diffim_register_tasks",
+    "diffim_write_output",
+]
 
 
 # --------------------------------------------------------------------------- command line
@@ -81,6 +89,87 @@ def diffim_register_executors(registry: Registry) -> None:
     registry : `diffim.framework.config.Registry`
         Registry mapping executor names to executor factories; add entries with its
         registration method. Names must be unique across plugins.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ------------------------------------------------------------------------------- launcher
+
+
+@hookspec
+def diffim_register_tasks(registry: Registry) -> None:
+    """Register runnable tasks by name, for ``diffim run -t NAME`` and ``diffim tasks``.
+
+    Called once when the task registry is first needed. All implementations are called;
+    return values are ignored.
+
+    Parameters
+    ----------
+    registry : `diffim.framework.config.Registry`
+        Call ``registry.register(name, TaskClass)``. The target may also be the class's dotted
+        import path (a `str`, imported only when the task is used; pass ``doc=`` then), which
+        keeps ``diffim tasks`` fast when the task module is heavy. Runnable tasks declare
+        ``inputs`` and ``outputs`` (see `diffim.framework.connections`).
+
+    .. versionadded:: 0.1
+
+    Examples
+    --------
+    >>> from diffim.framework.plugins import hookimpl
+    >>> @hookimpl
+    ... def diffim_register_tasks(registry):
+    ...     registry.register("MyTask", "mypkg.tasks.MyTask", doc="Measure things.")
+    """
+
+
+@hookspec(firstresult=True)
+def diffim_read_input(type_name: str, path: Path, options: Mapping[str, Any]) -> object | None:
+    """Read the file ``path`` as a value of data type ``type_name`` (``firstresult``).
+
+    The launcher calls it for each declared input of a task. The first implementation that
+    returns something other than `None` wins; plugins registered later (third-party) are
+    asked before the built-ins, so a plugin can take over a type.
+
+    Parameters
+    ----------
+    type_name : `str`
+        Dotted type name from the task's `~diffim.framework.connections.Input` declaration.
+    path : `pathlib.Path`
+        The file given on the command line (``-i NAME=PATH``) or in the inputs table.
+    options : `~collections.abc.Mapping`
+        Reader options (currently empty; reserved for per-input options).
+
+    Returns
+    -------
+    value : `object` or `None`
+        The value read, or `None` when this plugin does not handle ``type_name`` (or this
+        file's format). Raise an exception with a one-line message when the file is handled
+        but cannot be read.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def diffim_write_output(type_name: str, value: object, path: Path) -> Path | None:
+    """Write ``value`` (of data type ``type_name``) next to the stem ``path`` (``firstresult``).
+
+    Parameters
+    ----------
+    type_name : `str`
+        Dotted type name from the task's `~diffim.framework.connections.Output` declaration.
+    value : `object`
+        The output value returned by the task.
+    path : `pathlib.Path`
+        Target path *without* suffix (e.g. ``OUTDIR/subtractedExposure``); the plugin adds
+        the suffix of its format, writes atomically (a temporary file then `os.replace`) and
+        overwrites an existing file.
+
+    Returns
+    -------
+    written : `pathlib.Path` or `None`
+        The path written, or `None` when this plugin does not handle ``type_name``.
 
     .. versionadded:: 0.1
     """

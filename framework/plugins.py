@@ -62,6 +62,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from importlib.metadata import Distribution, EntryPoint
+    from pathlib import Path
     from types import ModuleType, TracebackType
 
     from .config import Registry
@@ -671,6 +672,58 @@ class DiffimPluginManager:
             The executor registry.
         """
         self.call("diffim_register_executors", registry=registry)
+
+    def diffim_register_tasks(self, registry: Registry) -> None:
+        """Let plugins add named runnable tasks to ``registry`` (see the hookspec).
+
+        Parameters
+        ----------
+        registry : `diffim.framework.config.Registry`
+            The task registry.
+        """
+        self.call("diffim_register_tasks", registry=registry)
+
+    def diffim_read_input(
+        self, type_name: str, path: Path, options: Mapping[str, Any] | None = None
+    ) -> object | None:
+        """Ask the I/O plugins to read ``path`` as a ``type_name`` (see the hookspec).
+
+        Parameters
+        ----------
+        type_name : `str`
+            Dotted data type name.
+        path : `pathlib.Path`
+            File to read.
+        options : `~collections.abc.Mapping`, optional
+            Reader options.
+
+        Returns
+        -------
+        value : `object` or `None`
+            The value, or `None` when no plugin handles the type.
+        """
+        return self.call(
+            "diffim_read_input", type_name=type_name, path=path, options=dict(options or {})
+        )
+
+    def diffim_write_output(self, type_name: str, value: object, path: Path) -> Path | None:
+        """Ask the I/O plugins to write ``value`` at the stem ``path`` (see the hookspec).
+
+        Parameters
+        ----------
+        type_name : `str`
+            Dotted data type name.
+        value : `object`
+            Value to write.
+        path : `pathlib.Path`
+            Target path without suffix.
+
+        Returns
+        -------
+        written : `pathlib.Path` or `None`
+            The written file, or `None` when no plugin handles the type.
+        """
+        return self.call("diffim_write_output", type_name=type_name, value=value, path=path)
 
     # ------------------------------------------------------------------ tracing
 

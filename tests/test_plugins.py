@@ -148,7 +148,11 @@ def test_register_and_call_hook() -> None:
 
 def test_framework_hookspecs_are_declared() -> None:
     pm = DiffimPluginManager()
-    assert pm.hook_names() == ["diffim_add_commands", "diffim_register_executors"]
+    from diffim.framework import hookspecs
+
+    declared = sorted(name for name in hookspecs.__all__ if name.startswith("diffim_"))
+    assert pm.hook_names() == declared
+    assert {"diffim_add_commands", "diffim_register_executors"} <= set(declared)
     assert pm.hook.diffim_add_commands.spec.argnames == ("subparsers",)
     assert pm.hook.diffim_register_executors.spec.argnames == ("registry",)
 
@@ -201,7 +205,7 @@ def test_call_unknown_hook_lists_close_matches() -> None:
     ):
         pm.call("diffim_add_command", subparsers=None)
     with pytest.raises(
-        PluginError, match=r"known hooks: diffim_add_commands, diffim_register_executors"
+        PluginError, match=r"known hooks: diffim_add_commands, .*diffim_register_executors"
     ):
         pm.call("zzz")
 

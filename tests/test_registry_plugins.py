@@ -54,7 +54,7 @@ def test_registry_names_come_from_registered_plugins() -> None:
         executor: ConfigChoice = RegistryField(executors, default="threads", description="Executor.")
         executorName: Annotated[str, RegistryName(executors)] = Field("threads", description="By name.")
 
-    with isolated_plugin_manager(ThreadPlugin()):
+    with isolated_plugin_manager(ThreadPlugin(), builtins=False):
         config = RunConfig()
         config.executor["threads"].threads = 8
         built = config.executor.apply()
@@ -65,5 +65,5 @@ def test_registry_names_come_from_registered_plugins() -> None:
 
 def test_a_broken_plugin_is_named() -> None:
     executors = Registry("executor", populate=_populate)
-    with isolated_plugin_manager(BrokenPlugin()), pytest.raises(PluginError, match="plugin .*BrokenPlugin. failed in hook 'diffim_register_executors': RuntimeError: boom"):
+    with isolated_plugin_manager(BrokenPlugin(), builtins=False), pytest.raises(PluginError, match="plugin .*BrokenPlugin. failed in hook 'diffim_register_executors': RuntimeError: boom"):
         list(executors)
