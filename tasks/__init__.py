@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "PsfMatchConfigDF": "psfMatch",
     "PsfMatchTaskConfig": "psfMatch",
     "NoKernelCandidatesError": "psfMatch",
+    "ModelPsfMatchConfig": "modelPsfMatch",
+    "ModelPsfMatchTask": "modelPsfMatch",
     "KernelCandidate": "matching",
     "SpatialCellSet": "matching.cells",
     "LinearCombinationKernel": "kernel",
@@ -46,6 +48,10 @@ _EXPORTS: dict[str, str] = {
     "detect_sources": "detection",
     "estimate_psf": "psf",
     "check_registration": "registration",
+    "ImagePsfMatchTask": "imagePsfMatch",
+    "ImagePsfMatchConfig": "imagePsfMatch",
+    "SelectKernelCandidatesTask": "selectKernelCandidates",
+    "SelectKernelCandidatesConfig": "selectKernelCandidates",
 }
 
 
