@@ -592,7 +592,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         rating_col = "rating" if "rating" in names else ("snr" if "snr" in names else None)
         for row in candidateList:
             x, y = float(row["x"]), float(row["y"])
-            bbox = Box2I((int(math.floor(x + 0.5)) - half, int(math.floor(y + 0.5)) - half), (side, side))
+            bbox = Box2I((math.floor(x + 0.5) - half, math.floor(y + 0.5) - half), (side, side))
             if not region.contains(bbox):
                 continue
             rating = float(row[rating_col]) if rating_col is not None else 1.0
