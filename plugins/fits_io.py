@@ -60,6 +60,8 @@ def diffim_write_output(type_name: str, value: object, path: Path) -> Path | Non
 
         from diffim.tasks.io.write import write_hdulist_atomic
 
-        table_hdu = fits.table_to_hdu(value)  # type: ignore[arg-type]
+        table = value.copy(copy_data=False)  # type: ignore[attr-defined]
+        table.meta.clear()  # run options and column docs: not FITS cards (they are in the metadata)
+        table_hdu = fits.table_to_hdu(table)
         return write_hdulist_atomic(fits.HDUList([fits.PrimaryHDU(), table_hdu]), target, overwrite=True)
     return None

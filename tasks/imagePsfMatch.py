@@ -12,11 +12,12 @@ Debug name: ``diffim.tasks.imagePsfMatch`` (also ``lsst.ip.diffim.imagePsfMatch`
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from diffim.framework.config import Allowed, ConfigurableField, Field
+from diffim.framework.connections import Input, Output
 from diffim.framework.debug import debug_info
 from diffim.framework.struct import Struct
 from diffim.framework.task import AlgorithmError
@@ -207,6 +208,23 @@ class ImagePsfMatchTask(PsfMatchTask):
     ConfigClass = ImagePsfMatchConfig
     _DefaultName = "imagePsfMatch"
 
+    # what `diffim run -t ImagePsfMatchTask` reads and writes
+    inputs: ClassVar[dict[str, Input]] = {
+        "template": Input("diffim.tasks.image.Exposure", "Template (reference) exposure on the science pixel grid."),
+        "science": Input("diffim.tasks.image.Exposure", "Science exposure."),
+    }
+    outputs: ClassVar[dict[str, Output]] = {
+        "subtractedExposure": Output("diffim.tasks.image.Exposure", "Difference image, in science units."),
+        "matchedExposure": Output("diffim.tasks.image.Exposure", "The convolved (PSF-matched) image."),
+        "psfMatchingKernel": Output(
+            "diffim.tasks.kernel.LinearCombinationKernel", "Basis images and spatial coefficients of the kernel."
+        ),
+        "backgroundModel": Output(
+            "diffim.tasks.kernel.SpatialFunction", "Differential background model.", optional=True
+        ),
+        "diaSources": Output("astropy.table.Table", "Sources detected on the difference (QA).", optional=True),
+    }
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.makeSubtask("selectKernelCandidates")
@@ -214,6 +232,10 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     # ------------------------------------------------------------------ public API (LSST names)
     @timeMethod
+    def run(self, template: Exposure, science: Exposure) -> Struct:
+        """Match and subtract: ``subtractExposures(template, science)`` (the launcher's entry point)."""
+        return self.subtractExposures(template, science)
+
     def matchExposures(  # noqa: N802 - LSST name
         self,
         templateExposure: Exposure,  # noqa: N803 - LSST names

@@ -12,9 +12,11 @@ debug.py); flags ``display`` (gate), ``displaySpatialCells``, ``maskTransparency
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 from diffim.framework.config import ConfigChoice, ConfigChoiceField, Field
+from diffim.framework.connections import Input, Output
 from diffim.framework.debug import debug_info
 from diffim.framework.log import getTraceLogger
 from diffim.framework.struct import Struct
@@ -172,6 +174,18 @@ class ModelPsfMatchTask(PsfMatchTask):
 
     ConfigClass = ModelPsfMatchConfig
     _DefaultName = "modelPsfMatch"
+
+    # what `diffim run -t ModelPsfMatchTask` reads and writes
+    inputs: ClassVar[dict[str, Input]] = {
+        "exposure": Input("diffim.tasks.image.Exposure", "Exposure with a PSF model, to be convolved."),
+        "referencePsfModel": Input("diffim.tasks.psf.Psf", "PSF model to match (e.g. a PSF stamp FITS file)."),
+    }
+    outputs: ClassVar[dict[str, Output]] = {
+        "psfMatchedExposure": Output("diffim.tasks.image.Exposure", "The exposure convolved to the reference PSF."),
+        "psfMatchingKernel": Output(
+            "diffim.tasks.kernel.LinearCombinationKernel", "Basis images and spatial coefficients of the kernel."
+        ),
+    }
 
     @timeMethod
     def run(self, exposure: Exposure, referencePsfModel: Psf, kernelSum: float = 1.0) -> Struct:  # noqa: N803

@@ -426,3 +426,9 @@ def test_constructor_keywords_win_over_set_defaults() -> None:
     config = m.ParentConfig(scale=5.0)
     assert config.scale == 5.0  # setDefaults sets 2.0, the keyword wins as in pex_config
     assert m.ParentConfig().scale == 2.0
+
+
+def test_override_through_the_active_alternative(config: m.ParentConfig) -> None:
+    config.override("algo.name=b", "algo.active.beta=8")
+    assert config.algo.b.beta == 8
+    assert "-c algo.active.beta=8" in config.formatHistory("algo.b.beta")

@@ -104,5 +104,7 @@ def test_wheel_contains_every_package(tmp_path: Path) -> None:
     for folder in PACKAGE_DIRS:
         assert f"{folder.replace('.', '/')}/py.typed" in names
     assert not any(name.startswith(("framework/", "tasks/", "plugins/", "debug.py")) for name in names)
+    assert "diffim/plugins/demo_data/science_DEC-OBS04a.mini.fits" in names  # `diffim demo` data
+    assert "diffim/plugins/demo_data/LICENSE-sfft-MIT.txt" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "diffim = diffim.framework.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -178,6 +178,8 @@ class ConfigChoice(ContainerNode):
             return None
         if token in self._choices:
             return self[token]
+        if token == "active" and self._name is not None:  # `-c kernel.active.x=1`, as pipetask allows
+            return self[self._name]
         self._unknown(token)
         return None  # pragma: no cover - _unknown raises
 
