@@ -58,8 +58,12 @@ def calibrate(seconds: float) -> int:
         fft_work(repeats)
         elapsed = time.perf_counter() - start
         if elapsed >= min(0.3, seconds):
-            return max(1, round(seconds * repeats / elapsed))
+            break
         repeats *= 2
+    repeats = max(1, round(seconds * repeats / elapsed))
+    start = time.perf_counter()  # one full-length job corrects the estimate (warm CPU clock)
+    fft_work(repeats)
+    return max(1, round(seconds * repeats / (time.perf_counter() - start)))
 
 
 def _check(results: list[JobResult]) -> None:

@@ -36,6 +36,13 @@ Differences from LSST
   table starts empty; the domain packages fill it.
 * ``frame`` exists from the start (1), and `load_debug` says which file it loaded and turns a
   broken file into a one-line `DebugFileError`.
+
+Where displays go
+-----------------
+Display plugins write their figures under `display_dir` (default ``./diffim-debug``). The
+launcher points it at each job's folder, so ``diffim run ... -o OUTDIR --debug`` puts them in
+``OUTDIR/debug`` (``OUTDIR/<id>/debug`` for the rows of an inputs table), unless the debug file
+chose a folder itself with `set_display_dir`.
 """
 
 from __future__ import annotations
@@ -47,15 +54,18 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFAULT_DISPLAY_DIR",
     "DebugFileError",
     "DebugInfo",
     "Info",
     "add_alias",
     "debug_aliases",
     "debug_info",
+    "display_dir",
     "frame",
     "getDebugFrame",
     "getInfo",
@@ -63,6 +73,7 @@ __all__ = [
     "load_debug",
     "remove_alias",
     "reset_debug",
+    "set_display_dir",
 ]
 
 DEBUG_MODULE_NAME = "debug"
@@ -73,6 +84,12 @@ LSSTDEBUG_MODULE_NAME = "lsstDebug"
 
 frame: int = 1
 """Display frame counter; a user's debug file may set it, display code increments it."""
+
+DEFAULT_DISPLAY_DIR = "diffim-debug"
+"""Folder (relative to the working directory) displays write to when nobody chose one."""
+
+# the folder chosen with set_display_dir (None: DEFAULT_DISPLAY_DIR)
+_display_dir: Path | None = None
 
 _log = logging.getLogger(__name__)
 
@@ -469,14 +486,53 @@ def load_debug(path: str | os.PathLike[str] | None = None, *, log: Any = None) -
     return location
 
 
+def set_display_dir(path: str | os.PathLike[str] | None) -> Path | None:
+    """Choose the folder debug displays write their figures to.
+
+    Parameters
+    ----------
+    path : `str`, `os.PathLike` or `None`
+        The folder (created by the display code when it first writes); `None` goes back to the
+        default, `DEFAULT_DISPLAY_DIR` in the working directory.
+
+    Returns
+    -------
+    previous : `pathlib.Path` or `None`
+        The folder chosen before (`None` if none was), so callers can restore it.
+
+    Examples
+    --------
+    In a debug file::
+
+        from diffim.framework import debug
+        debug.set_display_dir("/tmp/my-figures")
+    """
+    global _display_dir
+    previous = _display_dir
+    _display_dir = None if path is None else Path(os.fspath(path))
+    return previous
+
+
+def display_dir() -> Path:
+    """Return the folder debug displays write to (see `set_display_dir`).
+
+    Returns
+    -------
+    folder : `pathlib.Path`
+        The chosen folder, else ``Path(DEFAULT_DISPLAY_DIR)`` (relative to the working directory).
+    """
+    return Path(DEFAULT_DISPLAY_DIR) if _display_dir is None else _display_dir
+
+
 def reset_debug() -> None:
-    """Forget all debug state (for tests): flags, a replaced ``Info``, ``frame``, module ``debug``.
+    """Forget all debug state (for tests): flags, ``Info``, ``frame``, ``debug``, display folder.
 
     Aliases are kept: they are registered by the domain packages at import time.
     """
-    global Info, getInfo, frame
+    global Info, getInfo, frame, _display_dir
     _registry.clear()
     Info = _original_info
     getInfo = _original_info
     frame = 1
+    _display_dir = None
     sys.modules.pop(DEBUG_MODULE_NAME, None)

@@ -14,6 +14,9 @@ Files written per task label, in the job's folder (every one atomically):
 * ``<label>_config.yaml`` (written before the task runs; reloadable with ``-C``),
   ``<label>_metadata.json`` (``task.getFullMetadata()``), ``<label>_log.jsonl`` (the log
   records emitted while the task ran, as JSON lines; written even when the task fails).
+
+While a job runs, `diffim.framework.debug.display_dir` is ``<folder>/debug`` (unless the user's
+debug file chose a folder): the debug displays of ``--debug`` write their figures there.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..task import Task
 
-__all__ = ["ERROR_EXIT_CODES", "JobSpec", "TaskSpec", "output_stem", "run_job", "utc_now"]
+__all__ = ["DISPLAY_SUBDIR", "ERROR_EXIT_CODES", "JobSpec", "TaskSpec", "output_stem", "run_job", "utc_now"]
+
+#: Sub-folder of a job's folder that debug displays write to (`diffim.framework.debug.display_dir`).
+DISPLAY_SUBDIR = "debug"
 
 #: ``error_kind`` of a failed job -> exit code.
 ERROR_EXIT_CODES: dict[str, int] = {
@@ -348,6 +354,12 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         "traceback": None,
     }
     start = time.perf_counter()
+    # debug displays (--debug) draw into <job folder>/debug unless the debug file chose a folder
+    from .. import debug
+
+    chosen_display_dir = debug.set_display_dir(Path(spec.directory) / DISPLAY_SUBDIR)
+    if chosen_display_dir is not None:
+        debug.set_display_dir(chosen_display_dir)
     try:
         Path(spec.directory).mkdir(parents=True, exist_ok=True)
         values = _read_inputs(spec)
@@ -363,6 +375,8 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
             error_kind="internal",
             traceback=traceback.format_exc(),
         )
+    finally:
+        debug.set_display_dir(chosen_display_dir)
     record["end"] = utc_now()
     record["seconds"] = round(time.perf_counter() - start, 6)
     if spec.header is not None:
