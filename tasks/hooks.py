@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import logging
 from typing import Any
 
-from diffim.framework.plugins import PluginError, get_plugin_manager
+from diffim.framework.plugins import get_plugin_manager
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffim.framework.config import Registry
@@ -36,13 +36,21 @@ _reported_display_failures: set[str] = set()
 
 
 def debug_display(stage: str, module: str, debug: Any, task: Any, **data: Any) -> None:
-    """Run the display plugins for ``stage``; a failing display is reported once and skipped."""
-    try:
-        get_plugin_manager().call(
-            "diffim_debug_display", stage=stage, module=module, debug=debug, task=task, data=data
-        )
-    except PluginError as err:
-        key = f"{err.plugin}:{stage}"
-        if key not in _reported_display_failures:
-            _reported_display_failures.add(key)
-            logging.getLogger("diffim.display").warning("debug display failed and is skipped: %s", err)
+    """Run every display plugin for ``stage``; a failing display is reported once and skipped.
+
+    Each implementation is called on its own (not through one pluggy call), so one broken
+    display cannot hide the others.
+    """
+    kwargs = {"stage": stage, "module": module, "debug": debug, "task": task, "data": data}
+    caller = get_plugin_manager().hook.diffim_debug_display
+    for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order
+        try:
+            impl.function(*[kwargs[name] for name in impl.argnames])
+        except Exception as err:  # noqa: BLE001 - a display must never break a fit
+            key = f"{impl.plugin_name}:{stage}"
+            if key not in _reported_display_failures:
+                _reported_display_failures.add(key)
+                logging.getLogger("diffim.display").warning(
+                    "debug display plugin %r failed at %r and is skipped: %s: %s",
+                    impl.plugin_name, stage, type(err).__name__, err,
+                )

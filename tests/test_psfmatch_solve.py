@@ -214,3 +214,23 @@ def test_task_builds_regularization_matrix_for_df() -> None:
     assert task.hMat.shape == (441, 441) and task.useRegularization
     assert CellSetTask(config=_config()).hMat is None
     assert isinstance(task.metadata, TaskMetadata)
+
+
+def test_one_broken_display_does_not_hide_another(fresh_visitors: Any) -> None:
+    seen: list[str] = []
+
+    class Broken:
+        @hookimpl
+        def diffim_debug_display(self, stage: str) -> None:
+            raise RuntimeError("broken display")
+
+    class Working:
+        @hookimpl(trylast=True)
+        def diffim_debug_display(self, stage: str) -> None:
+            seen.append(stage)
+
+    from diffim.tasks.hooks import debug_display
+
+    with isolated_plugin_manager(Working(), Broken(), builtins=False):
+        debug_display("psfMatch.solve", "diffim.tasks.psfMatch", None, None)
+    assert seen == ["psfMatch.solve"]
