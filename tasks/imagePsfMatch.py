@@ -48,6 +48,19 @@ MODES = {
 }
 
 
+CONVOLUTION_VARIANCES = {
+    "exact": "sum of K(x, y)^2 var per pixel with the spatially varying kernel (15 correlations for order 2)",
+    "center": (
+        "K^2 realised at the image centre (one correlation; off by the relative change of sum(K^2) over "
+        "the image, typically a few per cent)"
+    ),
+    "auto": (
+        "'center' when doDecorrelation replaces the difference's variance plane by its own per-pixel "
+        "estimate (the matched image's variance then only reaches matchedExposure), else 'exact'"
+    ),
+}
+
+
 class DeconvolutionError(AlgorithmError):
     """The image to convolve has a much wider PSF than the other: matching would need deconvolution."""
 
@@ -106,6 +119,20 @@ class ImagePsfMatchConfig(PsfMatchTaskConfig):
     decorrelate: Any = ConfigurableField(
         target=DecorrelateALKernelTask,
         description="Subtask decorrelating the difference image (used when doDecorrelation).",
+    )
+    psfMeasurementBoxSize: int = Field(
+        1024, ge=0,
+        description=(
+            "Images without a PSF have it measured on the stars of their central box of this side (pixels) "
+            "when they exceed 1.5 times it on both sides (the whole image if the box has too few stars); "
+            "0 always uses the whole image."
+        ),
+    )
+    convolutionWorkers: int = Field(
+        2, ge=1, description="Threads for the whole-image FFT convolutions (matching and decorrelation)."
+    )
+    convolutionVariance: Annotated[str, Allowed(CONVOLUTION_VARIANCES)] = Field(
+        "auto", description="How the matched image's variance plane is propagated: 'exact', 'center' or 'auto'."
     )
     registrationTolerancePix: float = Field(
         0.05, gt=0.0, description="Largest WCS disagreement (pixels) between template and science accepted."
@@ -191,6 +218,11 @@ class ImagePsfMatchTask(PsfMatchTask):
         ``qaIgnoreFlagged`` those touching saturated, masked or edge pixels are not counted); of
         those within ``qaMatchRadiusPix`` of a template source (``refMatchId`` > 0), of a science
         source (``srcMatchId`` > 0), and of neither. The ``diaSources`` table has both id columns.
+    ``<stage>Duration``
+        Wall seconds of each stage of the last call: ``registration``, ``detection`` (background
+        and sources of both images), ``psfEstimation``, ``selection``, ``fit`` (kernel candidates
+        and the spatial solution), ``convolve``, ``difference``, ``decorrelate``, ``qa``
+        (``benchmarks/subtraction_speed.py`` prints them).
     Plus the :class:`~diffim.tasks.psfMatch.PsfMatchTask` keys (``spatialKernelSum``,
     ``spatialConditionNum``, ``ALBasis*``, ``KCDiffim*``...).
 
@@ -283,8 +315,10 @@ class ImagePsfMatchTask(PsfMatchTask):
         DeconvolutionError
             The convolved image's PSF is too much wider than the other's.
         """
-        template = self._registered_template(templateExposure, scienceExposure)
-        prepared = self._prepare(template, scienceExposure, templateFwhmPix, scienceFwhmPix, convolveTemplate)
+        with self.timer("registration"):
+            template = self._registered_template(templateExposure, scienceExposure)
+        prepared = self._prepare(template, scienceExposure, templateFwhmPix, scienceFwhmPix, convolveTemplate,
+                                 candidateList)
         conv, ref = (template, scienceExposure) if prepared.convolveTemplate else (scienceExposure, template)
         result = self._match(conv, ref, prepared, candidateList)
         ref_info = prepared.scienceInfo if prepared.convolveTemplate else prepared.templateInfo
@@ -326,8 +360,10 @@ class ImagePsfMatchTask(PsfMatchTask):
             ``matchedImage``, ``psfMatchingKernel``, ``backgroundModel``, ``kernelCellSet``,
             ``kernelSources``.
         """
-        templateMaskedImage = self._check_same_box(templateMaskedImage, scienceMaskedImage)
-        prepared = self._prepare(templateMaskedImage, scienceMaskedImage, templateFwhmPix, scienceFwhmPix, True)
+        with self.timer("registration"):
+            templateMaskedImage = self._check_same_box(templateMaskedImage, scienceMaskedImage)
+        prepared = self._prepare(templateMaskedImage, scienceMaskedImage, templateFwhmPix, scienceFwhmPix, True,
+                                 candidateList)
         return self._match(templateMaskedImage, scienceMaskedImage, prepared, candidateList)
 
     @timeMethod
@@ -360,9 +396,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         template = result.warpedExposure
         conv_is_template = result.convolveTemplate
         info = result.psfInfo
-        difference = self._difference(template.maskedImage, scienceExposure.maskedImage, result)
+        with self.timer("difference"):
+            difference = self._difference(template.maskedImage, scienceExposure.maskedImage, result)
         out_psf = info.science.psf if conv_is_template else info.template.psf
-        corrected = self._decorrelate(difference, template, scienceExposure, result, out_psf)
+        with self.timer("decorrelate"):
+            corrected = self._decorrelate(difference, template, scienceExposure, result, out_psf)
+        del difference  # the decorrelated copy replaces it (the QA below is the memory peak)
         subtracted = Exposure(
             corrected.image, wcs=scienceExposure.wcs, psf=corrected.psf, photoCalib=scienceExposure.photoCalib,
             band=scienceExposure.band,
@@ -400,13 +439,17 @@ class ImagePsfMatchTask(PsfMatchTask):
             ``subtractedMaskedImage`` (science units, see the class notes),
             ``differenceBackground`` and ``diaSources``.
         """
-        templateMaskedImage = self._check_same_box(templateMaskedImage, scienceMaskedImage)
-        prepared = self._prepare(templateMaskedImage, scienceMaskedImage, templateFwhmPix, scienceFwhmPix, None)
+        with self.timer("registration"):
+            templateMaskedImage = self._check_same_box(templateMaskedImage, scienceMaskedImage)
+        prepared = self._prepare(templateMaskedImage, scienceMaskedImage, templateFwhmPix, scienceFwhmPix, None,
+                                 candidateList)
         conv, ref = ((templateMaskedImage, scienceMaskedImage) if prepared.convolveTemplate
                      else (scienceMaskedImage, templateMaskedImage))
         result = self._match(conv, ref, prepared, candidateList)
-        difference = self._difference(templateMaskedImage, scienceMaskedImage, result)
-        difference = self._decorrelate(difference, templateMaskedImage, scienceMaskedImage, result).image
+        with self.timer("difference"):
+            difference = self._difference(templateMaskedImage, scienceMaskedImage, result)
+        with self.timer("decorrelate"):
+            difference = self._decorrelate(difference, templateMaskedImage, scienceMaskedImage, result).image
         result.subtractedMaskedImage = difference
         self._display_difference(difference=difference, title="Subtracted masked image")
         result.diaSources = (
@@ -446,8 +489,13 @@ class ImagePsfMatchTask(PsfMatchTask):
         check_registration(template, science, tolerance_pix=self.config.registrationTolerancePix)
         return template
 
-    def _psf_info(self, image: Exposure | MaskedImage, label: str, fwhm: float | None) -> PsfInfo:
-        """FWHM and per-axis widths of ``image``'s PSF: given, from its model, or measured."""
+    def _psf_info(self, image: Exposure | MaskedImage, label: str, fwhm: float | None,
+                  detection: Struct | None = None) -> PsfInfo:
+        """FWHM and per-axis widths of ``image``'s PSF: given, from its model, or measured.
+
+        ``detection`` (from :meth:`_detect`) holds the image's background and sources for the
+        measurement; without it they are made here.
+        """
         psf = image.psf if isinstance(image, Exposure) else None
         cx, cy = image.getBBox().getCenter()
         sigma_x = sigma_y = None
@@ -458,7 +506,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             if fwhm is None:
                 fwhm, origin = float(psf.computeFwhm(cx, cy)), "psf"
         elif fwhm is None:
-            estimated = self._measure_psf(image, label)
+            estimated = self._measure_psf(image, label, detection)
             if estimated is not None:
                 psf, fwhm, origin = estimated
                 if psf is not None:
@@ -472,27 +520,75 @@ class ImagePsfMatchTask(PsfMatchTask):
                 sigma_x = sigma_y = fwhm / FWHM_PER_SIGMA
         return PsfInfo(fwhm=fwhm, sigmaX=sigma_x, sigmaY=sigma_y, psf=psf, origin=origin)
 
-    def _measure_psf(self, image: Any, label: str) -> tuple[Any, float, str] | None:
+    def _known_fwhm(self, image: Any, fwhm: float | None) -> float | None:
+        """The FWHM given, else the PSF model's at the image centre, else None (to be measured)."""
+        psf = image.psf if isinstance(image, Exposure) else None
+        if fwhm is None and psf is not None:
+            cx, cy = image.getBBox().getCenter()
+            fwhm = float(psf.computeFwhm(cx, cy))
+        return fwhm
+
+    def _detect(self, image: Any, fwhm: float | None, *, background: Any = None) -> Struct:
+        """Background and source catalog of an input image (``background`` reused when given).
+
+        :func:`~diffim.tasks.detection.detect_sources` at the candidate selection's
+        ``detectionThreshold`` with a matched filter of ``fwhm`` (of a rough FWHM measured on the
+        image when None), without touching the image's mask. One catalog per image serves the
+        kernel-candidate selection and the QA association.
+        """
+        from .detection import detect_sources, estimate_background
+
+        if background is None:
+            background = estimate_background(image)
+        sources = detect_sources(
+            image, threshold=self.selectKernelCandidates.config.detectionThreshold, smooth_fwhm=fwhm,
+            exclude_mask_planes=("NO_DATA",), background=background, set_mask=False,
+        )
+        return Struct(sources=sources, background=background)
+
+    def _measure_psf(self, image: Any, label: str, detection: Struct | None = None) -> tuple[Any, float, str] | None:
         """``(psf, fwhm, origin)`` measured on an image without a PSF model, or None.
 
         The star-stack estimate (:func:`~diffim.tasks.psf.estimate_psf`) first, relaxed to 3 stars
         of S/N >= 20 for sparse images, then the detection's rough FWHM (~15 % high) as a last resort.
+        ``detection`` holds the image's ``background`` (a Background, made here when None).
+
+        On an image larger than ``1.5 × psfMeasurementBoxSize`` on both sides the stars come from
+        the central ``psfMeasurementBoxSize`` box first (where a PSF model is evaluated too, and a
+        quarter or less of the detection work), and from the whole image only if the box holds too
+        few usable stars.
         """
-        from .detection import DetectionError, detect_sources
+        from .detection import DetectionError, detect_sources, estimate_background
         from .psf import PsfEstimationError, estimate_psf
 
-        errors = []
-        for options in ({}, {"min_stars": 3, "snr_min": 20.0}):
-            try:
-                estimate = estimate_psf(image, **options)
-            except PsfEstimationError as err:
-                errors.append(str(err))
-                continue
-            self.log.info("The %s image has no PSF: measured FWHM %.3f px from %d stars", label, estimate.fwhm,
-                          estimate.n_stars)
-            return estimate.psf, float(estimate.fwhm), "estimated"
+        background = detection.background if detection is not None else None
+        if background is None:
+            background = estimate_background(image)
+        regions: list[Any] = [None]
+        box = self._psf_measurement_box(image)
+        if box is not None:
+            regions.insert(0, box)
+        errors: list[str] = []
+        sources = None
+        for region in regions:
+            data = image if region is None else image[region]
+            bg = background if region is None else background.array[region.slices(image.getBBox().getMin())]
+            sources = detect_sources(
+                data, threshold=self.selectKernelCandidates.config.detectionThreshold, smooth_fwhm=None,
+                exclude_mask_planes=("NO_DATA",), background=bg, set_mask=False,
+            )
+            for options in ({}, {"min_stars": 3, "snr_min": 20.0}):
+                try:
+                    estimate = estimate_psf(data, sources=sources, background=bg, **options)
+                except PsfEstimationError as err:
+                    errors.append(str(err))
+                    continue
+                where = "" if region is None else f" in the central {region.width}x{region.height} box"
+                self.log.info("The %s image has no PSF: measured FWHM %.3f px from %d stars%s", label, estimate.fwhm,
+                              estimate.n_stars, where)
+                return estimate.psf, float(estimate.fwhm), "estimated"
         try:
-            fwhm = float(detect_sources(image, set_mask=False).meta["fwhm"])
+            fwhm = float(sources.meta["fwhm"])  # the whole image's detection (the last region)
         except (DetectionError, KeyError, TypeError, ValueError) as err:
             errors.append(str(err))
             fwhm = math.nan
@@ -503,11 +599,60 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.log.warning("The %s image has no PSF and none could be measured (%s)", label, "; ".join(errors))
         return None
 
+    def _psf_measurement_box(self, image: Any) -> Any:
+        """The central box PSFs are measured in first, or None to use the whole image."""
+        from .image import Box2I
+
+        side = self.config.psfMeasurementBoxSize
+        bbox = image.getBBox()
+        if side == 0 or bbox.width < 1.5 * side or bbox.height < 1.5 * side:
+            return None
+        x0 = bbox.minX + (bbox.width - side) // 2
+        y0 = bbox.minY + (bbox.height - side) // 2
+        return Box2I((x0, y0), (side, side))
+
     def _prepare(self, template: Any, science: Any, templateFwhmPix: float | None,  # noqa: N803
-                 scienceFwhmPix: float | None, convolveTemplate: bool | None) -> Struct:  # noqa: N803
-        """PSF information of both images and the convolution direction."""
-        t_info = self._psf_info(template, "template", templateFwhmPix)
-        s_info = self._psf_info(science, "science", scienceFwhmPix)
+                 scienceFwhmPix: float | None, convolveTemplate: bool | None,  # noqa: N803
+                 candidateList: Any = None) -> Struct:  # noqa: N803
+        """PSF information of both images, their detection catalogs and the convolution direction.
+
+        Each image is detected at most once (background, sources), and only when something needs
+        it: a PSF to measure, the kernel-candidate selection (no ``candidateList``) or the QA
+        association (``doQa`` at the selection's threshold). Times go to the metadata keys
+        ``detectionDuration`` and ``psfEstimationDuration`` (both images).
+        """
+        import time
+
+        from .detection import estimate_background
+
+        qa_reuses = self.config.doQa and (
+            self.config.qaDetectionThreshold == self.selectKernelCandidates.config.detectionThreshold)
+        detections: dict[str, Struct] = {}
+        infos: dict[str, PsfInfo] = {}
+        spent = {"detection": 0.0, "psfEstimation": 0.0}
+        for label, image, given in (("template", template, templateFwhmPix), ("science", science, scienceFwhmPix)):
+            fwhm = self._known_fwhm(image, given)
+            detection = None
+            if fwhm is None:
+                # the PSF is measured on stars from a first detection (matched filter of a rough FWHM)
+                start = time.perf_counter()
+                detection = Struct(background=estimate_background(image))
+                spent["detection"] += time.perf_counter() - start
+            start = time.perf_counter()
+            infos[label] = self._psf_info(image, label, given, detection)
+            spent["psfEstimation"] += time.perf_counter() - start
+            if candidateList is None or qa_reuses:
+                # the catalog used downstream has the matched filter, apertures and isolation radius of
+                # the PSF's FWHM: with the rough one (~15 % high for Moffat PSFs) far fewer sources pass the
+                # selection's cuts and the kernel is worse; the background is reused
+                start = time.perf_counter()
+                detections[label] = self._detect(image, infos[label].fwhm,
+                                                 background=None if detection is None else detection.background)
+                detections[label].background = None
+                spent["detection"] += time.perf_counter() - start
+        for stage, seconds in spent.items():
+            self.metadata[f"{stage}Duration"] = seconds
+        t_info, s_info = infos["template"], infos["science"]
         for key, info in (("templatePsfFwhm", t_info), ("sciencePsfFwhm", s_info)):
             if info.fwhm is not None:
                 self.metadata[key] = info.fwhm
@@ -545,7 +690,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["mode"] = chosen
         self.metadata["convolvedExposure"] = "Template" if conv_template else "Science"
         self.log.info("Mode %s: convolving the %s image", chosen, "template" if conv_template else "science")
-        return Struct(convolveTemplate=conv_template, templateInfo=t_info, scienceInfo=s_info)
+        return Struct(convolveTemplate=conv_template, templateInfo=t_info, scienceInfo=s_info,
+                      templateSources=detections["template"].sources if "template" in detections else None,
+                      scienceSources=detections["science"].sources if "science" in detections else None)
 
     # ------------------------------------------------------------------ the fit
     def _match(self, convolved: Any, reference: Any, prepared: Struct, candidateList: Any) -> Struct:  # noqa: N803
@@ -561,29 +708,43 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._debug_display("imagePsfMatch.science", image=ref_mi, title="Image to not convolve")
         basis = makeKernelBasisList(self.kConfig, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
         kernel_size = basis[0].getWidth()
-        selection = self.selectKernelCandidates.run(
-            convolved, reference, kernel_size, candidateList=candidateList,
-            referenceFwhmPix=ref_info.fwhm, convolvedFwhmPix=conv_info.fwhm, maxSources=self.config.maxKernelSources,
-            minSources=self.config.minKernelSources,
-        )
+        ref_sources, conv_sources = ((prepared.scienceSources, prepared.templateSources) if prepared.convolveTemplate
+                                     else (prepared.templateSources, prepared.scienceSources))
+        with self.timer("selection"):
+            selection = self.selectKernelCandidates.run(
+                convolved, reference, kernel_size, candidateList=candidateList,
+                referenceFwhmPix=ref_info.fwhm, convolvedFwhmPix=conv_info.fwhm,
+                referenceSources=ref_sources, convolvedSources=conv_sources,
+                maxSources=self.config.maxKernelSources, minSources=self.config.minKernelSources,
+            )
         sources = selection.kernelSources
         self.metadata["nKernelSources"] = len(sources)
-        cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=kernel_size)
-        self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
-        _, kernel, background = self._solve(cell_set, basis)
+        with self.timer("fit"):
+            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=kernel_size)
+            self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
+            _, kernel, background = self._solve(cell_set, basis)
         with self.timer("convolve"):
-            matched = convolve(conv_mi, kernel, doNormalize=False)
+            matched = convolve(conv_mi, kernel, doNormalize=False, workers=self.config.convolutionWorkers,
+                               variance=self._convolution_variance())
         cx, cy = ref_mi.getBBox().getCenter()
         ksum = float(kernel.computeSum(cx, cy))
         ratio = ksum if prepared.convolveTemplate else (1.0 / ksum if ksum != 0 else math.nan)
         self.metadata["photometricRatio"] = ratio
         return Struct(
             matchedImage=matched, psfMatchingKernel=kernel, backgroundModel=background, kernelCellSet=cell_set,
-            kernelSources=sources, referenceSources=selection.sources if candidateList is None else None,
-            convolvedSources=selection.convolvedSources,
+            kernelSources=sources,
+            referenceSources=selection.sources if candidateList is None else ref_sources,
+            convolvedSources=selection.convolvedSources if selection.convolvedSources is not None else conv_sources,
             convolveTemplate=prepared.convolveTemplate, kernelSum=ksum,
             psfInfo=Struct(template=prepared.templateInfo, science=prepared.scienceInfo),
         )
+
+    def _convolution_variance(self) -> str:
+        """The ``variance`` mode of the matching convolution (``convolutionVariance``, "auto" resolved)."""
+        mode = self.config.convolutionVariance
+        if mode == "auto":
+            return "center" if self.config.doDecorrelation else "exact"
+        return mode
 
     def _buildCellSet(self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage,  # noqa: N802, N803
                       candidateList: Any, kernelSize: int | None = None) -> Any:  # noqa: N803
@@ -655,9 +816,8 @@ class ImagePsfMatchTask(PsfMatchTask):
             fitted = result.backgroundModel
             background = fitted.copy_with(np.asarray(fitted.getParameters()) * factor)
             if self.config.doRefitBackground:
-                background = _refit_background(image - _evaluate(background, bbox), mask, variance, background,
-                                               bbox, self.config.backgroundBinSize)
-            image = image - _evaluate(background, bbox)
+                background = _refit_background(image, mask, variance, background, bbox, self.config.backgroundBinSize)
+            _subtract_function(image, background, bbox)
             result.differenceBackground = background
         dtype = science.image.dtype
         xy0 = bbox.getMin()
@@ -675,6 +835,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             science, template, Exposure(difference, psf=psf), result.psfMatchingKernel,
             mode="convolveTemplate" if result.convolveTemplate else "convolveScience",
             kernelSum=result.kernelSum, normalization="none" if result.convolveTemplate else "difference",
+            workers=self.config.convolutionWorkers,
         ).correctedExposure
         return Struct(image=corrected.maskedImage, psf=corrected.psf)
 
@@ -776,33 +937,79 @@ def _evaluate(function: Any, bbox: Any) -> np.ndarray:
     return np.broadcast_to(np.asarray(function(xs[None, :], ys[:, None]), dtype=float), (bbox.height, bbox.width))
 
 
+#: Rows per block when a spatial function is evaluated over a whole image (bounds the temporaries).
+_BAND_ROWS = 128
+
+
+def _band(bbox: Any, r0: int, r1: int) -> Any:
+    """Rows ``r0:r1`` (array rows) of ``bbox`` as a box."""
+    from .image import Box2I
+
+    return Box2I((bbox.minX, bbox.minY + r0), (bbox.width, r1 - r0))
+
+
+def _subtract_function(image: np.ndarray, function: Any, bbox: Any) -> None:
+    """``image -= function`` in place, in bands of rows (computed in float64, stored in ``image``'s type)."""
+    for r0 in range(0, bbox.height, _BAND_ROWS):
+        r1 = min(r0 + _BAND_ROWS, bbox.height)
+        np.subtract(image[r0:r1], _evaluate(function, _band(bbox, r0, r1)), out=image[r0:r1], casting="same_kind")
+
+
+def _bin_medians(values: np.ndarray, good: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Count and median (``np.median``'s value, in ``values``' type) of the good pixels of each
+    ``size``-wide bin of a band of rows; the last bin may be narrower."""
+    rows, width = values.shape
+    n_bins = -(-width // size)
+    pad = n_bins * size - width
+    v = np.pad(values, ((0, 0), (0, pad))) if pad else values
+    g = np.pad(good, ((0, 0), (0, pad))) if pad else good
+    v = v.reshape(rows, n_bins, size).swapaxes(0, 1).reshape(n_bins, rows * size)
+    g = g.reshape(rows, n_bins, size).swapaxes(0, 1).reshape(n_bins, rows * size)
+    v = np.where(g, v, np.nan)
+    v.sort(axis=1)  # NaN last
+    n = g.sum(axis=1)
+    k = np.maximum(n, 1)
+    at = np.arange(n_bins)
+    lower, upper = v[at, (k - 1) // 2], v[at, k // 2]
+    # np.median averages the two middle values in the array's own type
+    return n, np.where(k % 2 == 1, lower, (lower + upper) / values.dtype.type(2))
+
+
 def _refit_background(image: np.ndarray, mask: np.ndarray, variance: np.ndarray, base: Any, bbox: Any,
                       bin_size: int) -> Any:
-    """``base`` plus a function of its kind fitted to robust bin medians of ``image`` (the residual).
+    """``base`` plus a function of its kind fitted to robust bin medians of ``image - base``.
 
     Bins with fewer than a quarter of their pixels usable are skipped; bins more than 5 sigma off
-    the first fit (a bright residual, a transient) are dropped and the fit repeated once.
+    the first fit (a bright residual, a transient) are dropped and the fit repeated once. The
+    residual is formed one band of bins at a time and every bin of a band is done at once.
     """
     from .image.mask_planes import mask_planes
 
     bits = Mask.getPlaneBitMask([p for p in _REFIT_BAD_PLANES if p in mask_planes])
-    with np.errstate(invalid="ignore"):
-        good = ((mask & bits) == 0) & np.isfinite(image) & np.isfinite(variance) & (variance > 0)
     h, w = image.shape
     size = int(max(8, min(bin_size, max(h // 2, 1), max(w // 2, 1))))
     xs, ys, values, weights = [], [], [], []
     for r0 in range(0, h, size):
-        for c0 in range(0, w, size):
-            g = good[r0:r0 + size, c0:c0 + size]
-            n = int(g.sum())
-            if n < max(16, g.size // 4):
-                continue
-            rr, cc = np.nonzero(g)
-            xs.append(bbox.minX + c0 + cc.mean())
-            ys.append(bbox.minY + r0 + rr.mean())
-            values.append(float(np.median(image[r0:r0 + size, c0:c0 + size][g])))
+        r1 = min(r0 + size, h)
+        resid = image[r0:r1] - _evaluate(base, _band(bbox, r0, r1))
+        var = variance[r0:r1]
+        with np.errstate(invalid="ignore"):
+            good = ((mask[r0:r1] & bits) == 0) & np.isfinite(resid) & np.isfinite(var) & (var > 0)
+        n, medians = _bin_medians(resid, good, size)
+        _, var_medians = _bin_medians(var, good, size)
+        widths = np.minimum(size, w - np.arange(n.size) * size)
+        enough = n >= np.maximum(16, ((r1 - r0) * widths) // 4)
+        # sums of the good pixels' row and column offsets in their bin (integers: exact means)
+        starts = np.arange(0, w, size)
+        row_sums = np.add.reduceat((good * np.arange(r1 - r0)[:, None]).sum(axis=0), starts)
+        col_sums = np.add.reduceat(good.sum(axis=0) * (np.arange(w) % size), starts)
+        for b in np.flatnonzero(enough):
+            count = int(n[b])
+            xs.append(bbox.minX + b * size + col_sums[b] / count)
+            ys.append(bbox.minY + r0 + row_sums[b] / count)
+            values.append(float(medians[b]))
             # the median of n Gaussian values has variance (pi/2) var / n
-            weights.append(n / (0.5 * math.pi * float(np.median(variance[r0:r0 + size, c0:c0 + size][g]))))
+            weights.append(count / (0.5 * math.pi * float(var_medians[b])))
     n_terms = base.getNParameters()
     if len(values) < 2 * n_terms:
         return base

@@ -140,8 +140,10 @@ def stamp_is_clean(images: list[MaskedImage], x: np.ndarray, y: np.ndarray, half
     for mi in images:
         bad |= _bad_map(mi, planes)
     # summed-area table: bad pixels in any box in O(1)
-    sat = np.zeros((bad.shape[0] + 1, bad.shape[1] + 1), dtype=np.int64)
-    sat[1:, 1:] = np.cumsum(np.cumsum(bad, axis=0), axis=1)
+    sat = np.zeros((bad.shape[0] + 1, bad.shape[1] + 1), dtype=np.int64 if bad.size >= 2**31 else np.int32)
+    np.cumsum(bad, axis=0, dtype=sat.dtype, out=sat[1:, 1:])
+    np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
+    del bad
     r0, r1 = cy[idx] - half, cy[idx] + half + 1
     c0, c1 = cx[idx] - half, cx[idx] + half + 1
     counts = sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0]

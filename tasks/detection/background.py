@@ -9,11 +9,9 @@ it back to every pixel with a bicubic spline through the box centres.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 from scipy.interpolate import RectBivariateSpline
 
@@ -31,16 +29,21 @@ class BackgroundError(ValueError):
     """The background cannot be estimated from the pixels given."""
 
 
-@dataclass(eq=False)
+_ORIGIN = Point2I(0, 0)
+
+
 class Background:
     """A smooth background model and the sky noise.
 
     Attributes
     ----------
     array : numpy.ndarray
-        Background level at every pixel (same shape as the image), in image units.
+        Background level at every pixel (same shape as the image), in image units. Interpolated
+        from the mesh on first access (a model made by :func:`estimate_background` costs no
+        full-image array until then).
     rms : numpy.ndarray
-        Sky noise (standard deviation) at every pixel, interpolated like ``array``.
+        Sky noise (standard deviation) at every pixel, interpolated like ``array`` (also on first
+        access).
     sigma : float
         Global robust sky noise: the median of the box standard deviations.
     mesh : numpy.ndarray
@@ -54,13 +57,55 @@ class Background:
         Parent coordinates of ``array[0, 0]``.
     """
 
-    array: np.ndarray = field(repr=False)
-    rms: np.ndarray = field(repr=False)
-    sigma: float
-    mesh: np.ndarray = field(repr=False)
-    mesh_rms: np.ndarray = field(repr=False)
-    box: int
-    xy0: Point2I = Point2I(0, 0)
+    def __init__(
+        self,
+        array: np.ndarray | None,
+        rms: np.ndarray | None,
+        sigma: float,
+        mesh: np.ndarray,
+        mesh_rms: np.ndarray,
+        box: int,
+        xy0: Point2I = _ORIGIN,
+        *,
+        grid: tuple[np.ndarray, np.ndarray, int, int] | None = None,
+    ) -> None:
+        if (array is None or rms is None) and grid is None:
+            msg = "Background needs its array and rms, or the mesh grid (box centres and image shape) to interpolate them"
+            raise BackgroundError(msg)
+        self._array = array
+        self._rms = rms
+        self._grid = grid
+        self.sigma = sigma
+        self.mesh = mesh
+        self.mesh_rms = mesh_rms
+        self.box = box
+        self.xy0 = xy0
+
+    @property
+    def array(self) -> np.ndarray:
+        """Background level at every pixel (interpolated once, then kept)."""
+        if self._array is None:
+            assert self._grid is not None
+            yc, xc, ny, nx = self._grid
+            self._array = _interpolate(self.mesh, yc, xc, ny, nx)
+        return self._array
+
+    @property
+    def rms(self) -> np.ndarray:
+        """Sky noise at every pixel (interpolated once, then kept)."""
+        if self._rms is None:
+            assert self._grid is not None
+            yc, xc, ny, nx = self._grid
+            self._rms = np.maximum(_interpolate(self.mesh_rms, yc, xc, ny, nx), 0.0)
+        return self._rms
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of the image the model covers (no interpolation needed)."""
+        if self._array is not None:
+            return self._array.shape
+        assert self._grid is not None
+        return (self._grid[2], self._grid[3])
 
     def getImage(self) -> Image:  # noqa: N802 - LSST name (BackgroundList.getImage)
         """The background model as an :class:`~diffim.tasks.image.Image` with this origin."""
@@ -68,7 +113,7 @@ class Background:
 
     def __repr__(self) -> str:
         return (
-            f"Background(shape={self.array.shape}, box={self.box}, mesh={self.mesh.shape}, "
+            f"Background(shape={self.shape}, box={self.box}, mesh={self.mesh.shape}, "
             f"median level={float(np.median(self.mesh)):.6g}, sigma={self.sigma:.6g})"
         )
 
@@ -118,11 +163,13 @@ def estimate_background(
 
     Notes
     -----
-    Vectorised over boxes (one sigma-clipping call for the whole mesh): a 2048 x 2048 image
-    takes about half a second.
+    Vectorised over boxes: the pixels of each box are sorted once and the sigma clipping (as
+    astropy's ``sigma_clipped_stats`` with median centre and standard deviation, to round-off)
+    walks index ranges of the sorted rows; ``array`` and ``rms`` are interpolated only when first
+    used. A 2048 x 2048 float32 image takes about 0.1 s.
     """
     px = unpack_pixels(data)
-    img = np.asarray(px.image, dtype=np.float64)
+    img = px.image if px.image.dtype.kind == "f" else np.asarray(px.image, dtype=np.float64)
     try:
         box_i = int(box)
     except (TypeError, ValueError):
@@ -131,30 +178,31 @@ def estimate_background(
         msg = f"box must be an integer >= 4 pixels, got {box!r}"
         raise BackgroundError(msg)
     ny, nx = img.shape
-    usable = np.isfinite(img)
+    unusable = ~np.isfinite(img)
     if px.mask is not None and ignore_mask_planes:
-        usable &= ~px.mask.plane(list(ignore_mask_planes))
+        unusable |= px.mask.plane(list(ignore_mask_planes))
     if mask is not None:
         extra = np.asarray(mask, dtype=bool)
         if extra.shape != img.shape:
             msg = f"mask has shape {extra.shape} but the image has shape {img.shape}; give a boolean array of the image's shape"
             raise BackgroundError(msg)
-        usable &= ~extra
+        unusable |= extra
 
     ey = _edges(ny, box_i)
     ex = _edges(nx, box_i)
-    blocks = _gather_blocks(np.where(usable, img, np.nan), ey, ex)  # (nby*nbx, npix per box)
+    blocks = _gather_blocks(img, unusable, ey, ex)  # (nby*nbx, npix per box), unusable pixels NaN
+    del unusable
     nby, nbx = ey.size - 1, ex.size - 1
-    n_valid = np.isfinite(blocks).sum(axis=1)
+    blocks.sort(axis=1)  # NaN last
+    n_valid = np.count_nonzero(~np.isnan(blocks), axis=1)
     good = n_valid >= max(3, min_valid_fraction * blocks.shape[1])
     level = np.full(blocks.shape[0], np.nan)
     spread = np.full(blocks.shape[0], np.nan)
     if good.any():
-        sel = blocks[good]
-        # Passing the NaN padding as a mask keeps astropy from warning about "invalid values".
-        _, med, std = sigma_clipped_stats(sel, mask=~np.isfinite(sel), axis=1, sigma=nsigma, maxiters=maxiters)
+        med, std = _clipped_stats_sorted(blocks[good], n_valid[good], nsigma, maxiters)
         level[good], spread[good] = med, std
         good &= np.isfinite(level) & np.isfinite(spread)
+    del blocks
     if not good.any():
         msg = (
             f"no background box of the {ny}x{nx} image has {min_valid_fraction:.0%} usable pixels "
@@ -169,14 +217,90 @@ def estimate_background(
         level = _median_filter_detrended(level, good.reshape(nby, nbx), yc / max(ny, 1), xc / max(nx, 1), filter_size)
         spread = ndimage.median_filter(spread, size=filter_size, mode="nearest")
     return Background(
-        array=_interpolate(level, yc, xc, ny, nx),
-        rms=np.maximum(_interpolate(spread, yc, xc, ny, nx), 0.0),
-        sigma=float(np.median(spread)),
-        mesh=level,
-        mesh_rms=spread,
-        box=box_i,
-        xy0=px.xy0,
+        None, None, sigma=float(np.median(spread)), mesh=level, mesh_rms=spread, box=box_i, xy0=px.xy0,
+        grid=(yc, xc, ny, nx),
     )
+
+
+def _row_search(rows: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, right: bool) -> np.ndarray:
+    """Per row ``r``, the first index ``i`` in ``[lo, hi)`` with ``rows[r, i] >= values[r]``
+    (``> values[r]`` with ``right``), or ``hi``: a row-wise ``searchsorted`` on sorted rows."""
+    lo = lo.copy()
+    hi = hi.copy()
+    index = np.arange(rows.shape[0])
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) // 2
+        probe = rows[index, np.minimum(mid, rows.shape[1] - 1)]
+        below = (probe <= values) if right else (probe < values)
+        below &= active
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
+
+
+def _clipped_stats_sorted(rows: np.ndarray, n_valid: np.ndarray, nsigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma-clipped median and standard deviation of each sorted row's first ``n_valid`` values.
+
+    The same iteration as astropy's ``sigma_clipped_stats(cenfunc="median", stdfunc="std")``:
+    bounds ``median ± nsigma·std`` of the values kept so far, values outside dropped, until none
+    is dropped (or all are) or ``maxiters`` iterations; the statistics are then those of all the
+    row's values within the last bounds. On sorted rows every kept set is an index range, so each
+    iteration is a few vector operations on the rows' prefix sums.
+    """
+    n_rows, width = rows.shape
+    index = np.arange(n_rows)
+    # prefix sums about a per-row reference (the middle value) so the variance does not cancel;
+    # csum[:, i] is the sum of the first i + 1 values
+    ref = rows[index, np.maximum(n_valid - 1, 0) // 2].astype(np.float64)
+    dev = rows.astype(np.float64)
+    dev -= ref[:, None]
+    dev[np.arange(width)[None, :] >= n_valid[:, None]] = 0.0  # the NaN padding
+    csum = np.cumsum(dev, axis=1)
+    dev *= dev
+    csq = np.cumsum(dev, axis=1, out=dev)
+
+    def prefix(cs: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return np.where(i > 0, cs[index, np.maximum(i - 1, 0)], 0.0)
+
+    def stats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = np.maximum(b - a, 1)
+        lower_mid = rows[index, np.minimum(a + (n - 1) // 2, width - 1)].astype(np.float64)
+        upper_mid = rows[index, np.minimum(a + n // 2, width - 1)].astype(np.float64)
+        median = 0.5 * (lower_mid + upper_mid)
+        mean = (prefix(csum, b) - prefix(csum, a)) / n
+        var = (prefix(csq, b) - prefix(csq, a)) / n - mean * mean
+        return median, np.sqrt(np.maximum(var, 0.0))
+
+    a = np.zeros(n_rows, dtype=np.int64)
+    b = n_valid.astype(np.int64)
+    lower = np.full(n_rows, -np.inf)
+    upper = np.full(n_rows, np.inf)
+    active = b > 0
+    for _ in range(max(int(maxiters), 1)):
+        median, std = stats(a, b)
+        lo_new = median - nsigma * std
+        hi_new = median + nsigma * std
+        lower = np.where(active, lo_new, lower)
+        upper = np.where(active, hi_new, upper)
+        a_new = _row_search(rows, lower, a, b, right=False)
+        b_new = _row_search(rows, upper, a_new, b, right=True)
+        count, new_count = b - a, b_new - a_new
+        active &= (new_count != count) & (new_count != 0)
+        a = np.where(active, a_new, a)
+        b = np.where(active, b_new, b)
+        if not active.any():
+            break
+    # the statistics of every value within the last bounds (astropy re-applies them to the whole row)
+    zeros = np.zeros(n_rows, dtype=np.int64)
+    a = _row_search(rows, lower, zeros, n_valid.astype(np.int64), right=False)
+    b = _row_search(rows, upper, a, n_valid.astype(np.int64), right=True)
+    median, std = stats(a, b)
+    empty = b <= a
+    median[empty] = np.nan
+    std[empty] = np.nan
+    return median, std
 
 
 def _edges(n: int, box: int) -> np.ndarray:
@@ -185,10 +309,16 @@ def _edges(n: int, box: int) -> np.ndarray:
     return np.linspace(0, n, nb + 1).round().astype(int)
 
 
-def _gather_blocks(arr: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> np.ndarray:
-    """Pixels of every box as rows of one array, NaN-padded to the largest box."""
+def _gather_blocks(arr: np.ndarray, unusable: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> np.ndarray:
+    """Pixels of every box as rows of one array (unusable pixels NaN), NaN-padded to the largest box."""
     sy, sx = int(np.diff(ey).max()), int(np.diff(ex).max())
-    padded = np.pad(arr, ((0, 1), (0, 1)), constant_values=np.nan)  # index -1 -> a NaN pixel
+    nby, nbx = ey.size - 1, ex.size - 1
+    if sy * nby == arr.shape[0] and sx * nbx == arr.shape[1]:
+        # equal boxes tile the image: a reshape (one contiguous copy), no index arrays
+        blocks = arr.reshape(nby, sy, nbx, sx).swapaxes(1, 2).reshape(nby * nbx, sy * sx).copy()
+        blocks[unusable.reshape(nby, sy, nbx, sx).swapaxes(1, 2).reshape(nby * nbx, sy * sx)] = np.nan
+        return blocks
+    padded = np.pad(np.where(unusable, np.nan, arr), ((0, 1), (0, 1)), constant_values=np.nan)  # index -1 -> NaN
     iy = ey[:-1, None] + np.arange(sy)[None, :]
     iy[iy >= ey[1:, None]] = -1
     ix = ex[:-1, None] + np.arange(sx)[None, :]

@@ -27,9 +27,9 @@ from astropy.table import Table
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ._pixels import Pixels, unpack_pixels
 from .background import Background, estimate_background
 from .measure import FWHM_PER_SIGMA, Apertures, cutouts, guess_fwhm, windowed_centroid
-from ._pixels import Pixels, unpack_pixels
 
 __all__ = ["DetectionError", "POLARITIES", "COLUMNS", "detect_sources"]
 
@@ -155,44 +155,55 @@ def detect_sources(
     """
     _check_options(threshold, npix_min, smooth_fwhm, polarity, blend_nsigma)
     px = unpack_pixels(data)
-    img = np.asarray(px.image, dtype=np.float64)
-    ny, nx = img.shape
-    valid = np.isfinite(img)
+    image = px.image if px.image.dtype.kind == "f" else np.asarray(px.image, dtype=np.float64)
+    ny, nx = image.shape
+    valid = np.isfinite(image)
     if px.mask is not None and exclude_mask_planes:
         valid &= ~px.mask.plane(list(exclude_mask_planes))
-    var = None
     if px.variance is not None:
-        var = np.asarray(px.variance, dtype=np.float64)
-        valid &= np.isfinite(var) & (var > 0)
+        with np.errstate(invalid="ignore"):
+            valid &= np.isfinite(px.variance) & (px.variance > 0)
     if not valid.any():
         msg = f"no usable pixel in the {ny}x{nx} image (all NaN, zero variance or in {list(exclude_mask_planes)!r})"
         raise DetectionError(msg)
+    invalid = ~valid
+    any_invalid = bool(invalid.any())
 
-    bg_array, bg_rms, bg_sigma = _resolve_background(background, data, valid, background_box, img.shape)
-    resid = np.where(valid, img - bg_array, 0.0)
-    if var is None:
-        var = bg_rms**2 if bg_rms is not None else np.full(img.shape, mad_std(resid[valid]) ** 2)
-    var = np.where(valid, var, float(np.median(var[valid])))
-    if bg_sigma is None:
-        bg_sigma = float(math.sqrt(np.median(var[valid])))
+    bg_value, bg_rms, bg_sigma = _resolve_background(background, data, valid, background_box, image.shape)
+    # One float64 working copy of the image: background subtracted, unusable pixels 0.
+    resid = image.astype(np.float64)
+    resid -= bg_value
+    resid[invalid] = 0.0
+    if px.variance is not None:
+        # a float32 plane stays float32 (every use promotes it to float64 before arithmetic)
+        var = px.variance.astype(px.variance.dtype if px.variance.dtype.kind == "f" else np.float64)
+    elif bg_rms is not None:
+        var = np.square(bg_rms() if callable(bg_rms) else bg_rms)
+    else:
+        var = np.full(image.shape, mad_std(resid[valid]) ** 2)
+    if any_invalid or bg_sigma is None:
+        var_median = _median_where(var, valid)
+        var[invalid] = var_median
+        if bg_sigma is None:
+            bg_sigma = float(math.sqrt(var_median))
 
     saturation = _resolve_saturation(saturation, px)
-    sat_map = np.zeros(img.shape, dtype=bool)
+    sat_map = np.zeros(image.shape, dtype=bool)
     if px.mask is not None:
         sat_map |= px.mask.plane("SAT")
     if saturation is not None:
         with np.errstate(invalid="ignore"):
-            sat_map |= img >= saturation
-    bad_map = ~valid
-    edge_map = np.zeros(img.shape, dtype=bool)
+            sat_map |= image >= np.float64(saturation)
+    bad_map = invalid
+    edge_map = np.zeros(image.shape, dtype=bool)
     if px.mask is not None:
         if bad_mask_planes:
-            bad_map |= px.mask.plane(list(bad_mask_planes))
+            bad_map = bad_map | px.mask.plane(list(bad_mask_planes))
         edge_map = px.mask.plane("EDGE")
 
     fwhm, fwhm_source = _resolve_fwhm(smooth_fwhm, px, resid, var, valid & ~sat_map)
     smoothing = fwhm if smooth_fwhm is None else float(smooth_fwhm)
-    smoothed, sm_sigma = _matched_filter(resid, var, smoothing)
+    snr_map = _matched_filter(resid, var, smoothing)
     ap_radius = float(aperture_radius) if aperture_radius is not None else max(2.0 * fwhm, 3.0)
     iso_radius = float(isolation_radius) if isolation_radius is not None else 2.0 * ap_radius
     margin = int(edge_margin) if edge_margin is not None else int(math.ceil(ap_radius))
@@ -206,7 +217,7 @@ def detect_sources(
     fp_offset = 0
     for sign in signs:
         part, labels, nfp = _detect_one_sign(
-            sign, smoothed, sm_sigma, peak_img, var, peak_fwhm, valid, threshold, npix_min, blend_nsigma, sat_map, bad_map, edge_map, margin
+            sign, snr_map, peak_img, var, peak_fwhm, valid, threshold, npix_min, blend_nsigma, sat_map, bad_map, edge_map, margin
         )
         part["footprint"] += fp_offset
         fp_offset += nfp
@@ -215,6 +226,8 @@ def detect_sources(
             plane = "DETECTED" if sign > 0 else "DETECTED_NEGATIVE"
             px.mask.clear_plane(plane)
             px.mask.set_plane(plane, labels > 0)
+        del labels
+    del snr_map, peak_img
 
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     sign_arr = np.where(cols["negative"], -1.0, 1.0)
@@ -225,8 +238,8 @@ def detect_sources(
         yc = np.empty(n)
         for s in signs:
             sel = sign_arr == s
-            xc[sel], yc[sel] = windowed_centroid(s * resid, cols["peak_x"][sel], cols["peak_y"][sel], fwhm / FWHM_PER_SIGMA)
-        ap = Apertures.build(img.shape, xc, yc, ap_radius)
+            xc[sel], yc[sel] = windowed_centroid(resid, cols["peak_x"][sel], cols["peak_y"][sel], fwhm / FWHM_PER_SIGMA, scale=s)
+        ap = Apertures.build(image.shape, xc, yc, ap_radius)
         flux = ap.sum(resid)
         flux_err = np.sqrt(ap.sum(var, power=2))
         cols["flag_edge"] |= ap.off_image() | ap.any(edge_map)
@@ -257,7 +270,7 @@ def detect_sources(
         "snr": snr,
         "npix": cols["npix"],
         "n_peaks": cols["n_peaks"],
-        "background": bg_array[pyi, pxi] if n else np.zeros(0),
+        "background": _background_at(bg_value, pyi, pxi),
         "negative": cols["negative"],
         "flag_edge": cols["flag_edge"],
         "flag_saturated": cols["flag_saturated"],
@@ -310,23 +323,46 @@ def _check_options(threshold: Any, npix_min: Any, smooth_fwhm: Any, polarity: An
 
 def _resolve_background(
     background: Any, data: Any, valid: np.ndarray, box: int, shape: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray | None, float | None]:
-    """Background array, rms map (if known) and global sigma (if known)."""
+) -> tuple[np.ndarray | float, Any, float | None]:
+    """Background (array, or a number for a constant), rms map or a callable making it (if known),
+    and the global sigma (if known)."""
     if background is None:
         bg = estimate_background(data, box=box, mask=~valid)
-        return bg.array, bg.rms, bg.sigma
+        # the rms map is only needed without a variance plane: interpolate it only then
+        return bg.array, lambda: bg.rms, bg.sigma
     if isinstance(background, Background):
-        if background.array.shape != shape:
-            msg = f"background has shape {background.array.shape} but the image has shape {shape}"
+        if background.shape != shape:
+            msg = f"background has shape {background.shape} but the image has shape {shape}"
             raise DetectionError(msg)
-        return background.array, background.rms, background.sigma
+        return background.array, lambda: background.rms, background.sigma
     arr = np.asarray(getattr(background, "array", background), dtype=np.float64)
     if arr.ndim == 0:
-        return np.full(shape, float(arr)), None, None
+        return float(arr), None, None
     if arr.shape != shape:
         msg = f"background array has shape {arr.shape} but the image has shape {shape}; give a Background, a number or an array of the image's shape"
         raise DetectionError(msg)
     return arr, None, None
+
+
+def _background_at(background: np.ndarray | float, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    if isinstance(background, np.ndarray):
+        return background[rows, cols] if rows.size else np.zeros(0)
+    return np.full(rows.size, float(background))
+
+
+#: Largest number of pixels whose median is taken exactly; bigger images use a regular subsample.
+_MEDIAN_SAMPLE = 1 << 20
+
+
+def _median_where(values: np.ndarray, where: np.ndarray) -> float:
+    """Median of ``values[where]``; over a regular subsample of ~1M pixels for bigger images."""
+    flat_v, flat_w = values.ravel(), where.ravel()
+    step = max(1, flat_v.size // _MEDIAN_SAMPLE)
+    if step > 1:
+        sample = flat_v[::step][flat_w[::step]]
+        if sample.size >= 1000:
+            return float(np.median(sample))
+    return float(np.median(flat_v[flat_w]))
 
 
 def _resolve_saturation(saturation: float | None, px: Pixels) -> float | None:
@@ -354,8 +390,7 @@ def _resolve_fwhm(
         else:
             if math.isfinite(value) and value > 0:
                 return value, "psf"
-    snr = resid / np.sqrt(var)
-    return guess_fwhm(resid, snr, usable), "estimated"
+    return guess_fwhm(resid, None, usable, variance=var), "estimated"
 
 
 def _gaussian_kernel(fwhm: float) -> np.ndarray:
@@ -365,12 +400,21 @@ def _gaussian_kernel(fwhm: float) -> np.ndarray:
     return g / g.sum()
 
 
+def _correlate_separable(array: np.ndarray, taps: np.ndarray, mode: str) -> np.ndarray:
+    """``array`` correlated with ``taps`` along both axes, into one new float64 array.
+
+    The contiguous axis first, then the other in place (as scipy's own separable filters do).
+    """
+    out = ndimage.correlate1d(array, taps, axis=1, mode=mode, output=np.float64)
+    ndimage.correlate1d(out, taps, axis=0, mode=mode, output=out)
+    return out
+
+
 def _smooth(resid: np.ndarray, fwhm: float) -> np.ndarray:
     """Image correlated with a unit-sum Gaussian of this FWHM (separable); unchanged for fwhm <= 0."""
     if fwhm <= 0:
         return resid
-    g = _gaussian_kernel(fwhm)
-    return ndimage.correlate1d(ndimage.correlate1d(resid, g, axis=0, mode="constant"), g, axis=1, mode="constant")
+    return _correlate_separable(resid, _gaussian_kernel(fwhm), "constant")
 
 
 def _smoothed_sigma_at(var: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: float) -> np.ndarray:
@@ -382,21 +426,21 @@ def _smoothed_sigma_at(var: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: floa
     return np.sqrt((cutouts(var, x, y, half, fill=None) * np.outer(g * g, g * g)).sum(axis=(1, 2)))
 
 
-def _matched_filter(resid: np.ndarray, var: np.ndarray, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed image and the exact per-pixel sigma of the smoothed noise (separable Gaussian)."""
+def _matched_filter(resid: np.ndarray, var: np.ndarray, fwhm: float) -> np.ndarray:
+    """S/N map: the smoothed image over the exact per-pixel sigma of its noise (separable Gaussian)."""
     if fwhm <= 0:
-        return resid, np.sqrt(var)
-    sm = _smooth(resid, fwhm)
+        return resid / np.sqrt(var)
+    snr = _smooth(resid, fwhm)
     g = _gaussian_kernel(fwhm)
-    g2 = g * g
-    sv = ndimage.correlate1d(ndimage.correlate1d(var, g2, axis=0, mode="nearest"), g2, axis=1, mode="nearest")
-    return sm, np.sqrt(sv)
+    sigma = _correlate_separable(var, g * g, "nearest")
+    np.sqrt(sigma, out=sigma)
+    snr /= sigma
+    return snr
 
 
 def _detect_one_sign(
     sign: int,
-    smoothed: np.ndarray,
-    sm_sigma: np.ndarray,
+    snr_map: np.ndarray,
     peak_img: np.ndarray,
     var: np.ndarray,
     peak_fwhm: float,
@@ -409,25 +453,38 @@ def _detect_one_sign(
     edge_map: np.ndarray,
     margin: int,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-    """Footprints and significant peaks of one polarity; per-row footprint properties."""
-    ny, nx = smoothed.shape
-    sm = smoothed if sign > 0 else -smoothed
-    labels, nlab = ndimage.label(valid & (sm > threshold * sm_sigma), structure=_EIGHT)
-    if nlab:
-        sizes = np.bincount(labels.ravel(), minlength=nlab + 1)
-        keep = sizes >= npix_min
-        keep[0] = False
+    """Footprints and significant peaks of one polarity; per-row footprint properties.
+
+    Everything after the labelling works on the footprint pixels only (a few per cent of the
+    image), never on whole-image arrays.
+    """
+    ny, nx = snr_map.shape
+    above = snr_map > threshold if sign > 0 else snr_map < -threshold
+    above &= valid
+    labels, nlab = ndimage.label(above, structure=_EIGHT)
+    del above
+    if nlab == 0:
+        return _empty_part(), labels, 0
+    flat = labels.ravel()
+    in_fp = np.flatnonzero(flat)
+    fp_of = flat[in_fp]
+    sizes = np.bincount(fp_of, minlength=nlab + 1)
+    keep = sizes >= npix_min
+    keep[0] = False
+    n_keep = int(keep.sum())
+    if n_keep < nlab:
         relabel = np.zeros(nlab + 1, dtype=labels.dtype)
-        relabel[keep] = np.arange(1, int(keep.sum()) + 1)
-        labels = relabel[labels]
-        sizes = sizes[keep]
-        nlab = int(keep.sum())
+        relabel[keep] = np.arange(1, n_keep + 1)
+        fp_of = relabel[fp_of]
+        flat[in_fp] = fp_of
+        kept = fp_of > 0
+        in_fp, fp_of = in_fp[kept], fp_of[kept]
+    sizes = sizes[keep]
+    nlab = n_keep
     if nlab == 0:
         return _empty_part(), labels, 0
 
-    # Per-footprint "any pixel set", counting only footprint pixels (a few % of the image).
-    in_fp = np.flatnonzero(labels)
-    fp_of = labels.ravel()[in_fp]
+    # Per-footprint "any pixel set", counting only footprint pixels.
     fp_sat, fp_bad, fp_edge = (
         np.bincount(fp_of, weights=m.ravel()[in_fp], minlength=nlab + 1)[1:] > 0 for m in (sat_map, bad_map, edge_map)
     )
@@ -435,18 +492,22 @@ def _detect_one_sign(
         if sy.start < margin or sx.start < margin or sy.stop > ny - margin or sx.stop > nx - margin:
             fp_edge[k] = True
 
-    # Local maxima of the smoothed image inside footprints; one pixel per plateau.
-    pk = peak_img if sign > 0 else -peak_img
-    # Unusable pixels can carry smoothed light from their neighbours: never let them win.
-    pk_masked = np.where(valid, pk, -np.inf)
-    peak_map = (pk_masked == ndimage.maximum_filter(pk_masked, size=3, mode="nearest")) & (labels > 0)
-    plab, npk = ndimage.label(peak_map, structure=_EIGHT)
-    flat = plab.ravel()
-    _, first = np.unique(flat, return_index=True)
-    first = first[flat[first] > 0]
-    py, pxx = np.unravel_index(first, sm.shape)
+    # Local maxima of the peak image among the footprint pixels: >= each of the 8 neighbours
+    # (edge pixels compare with themselves, as a "nearest" 3x3 maximum filter; unusable pixels
+    # can carry smoothed light from their neighbours, so they never win).
+    pk_flat = peak_img.ravel()
+    valid_flat = valid.ravel()
+    rows, cols = np.divmod(in_fp, nx)
+    value = sign * pk_flat[in_fp]
+    is_max = np.ones(in_fp.size, dtype=bool)
+    for dr, dc in _NEIGHBOURS:
+        nb = np.clip(rows + dr, 0, ny - 1) * nx + np.clip(cols + dc, 0, nx - 1)
+        is_max &= ~valid_flat[nb] | (value >= sign * pk_flat[nb])
+    peaks = in_fp[is_max]
+    peaks = _one_pixel_per_plateau(peaks, ny, nx)
+    py, pxx = np.divmod(peaks, nx)
     fp = labels[py, pxx]
-    val = pk[py, pxx]
+    val = sign * peak_img[py, pxx]
     sig = _smoothed_sigma_at(var, pxx, py, peak_fwhm)
     order = np.lexsort((-val, fp))
     py, pxx, fp, val, sig = py[order], pxx[order], fp[order], val[order], sig[order]
@@ -457,16 +518,16 @@ def _detect_one_sign(
     starts = np.concatenate([[0], np.cumsum(counts[1:])])
     for f in np.nonzero(counts > 1)[0]:
         lo, hi = starts[f - 1], starts[f - 1] + counts[f]
-        accepted = _significant_peaks(pk, pxx[lo:hi], py[lo:hi], val[lo:hi], sig[lo:hi], blend_nsigma)
+        accepted = _significant_peaks(peak_img, sign, pxx[lo:hi], py[lo:hi], val[lo:hi], sig[lo:hi], blend_nsigma)
         keep[lo:hi] = False
-        keep[lo + np.asarray(accepted)] = True
-        n_peaks[f] = len(accepted)
+        keep[lo + accepted] = True
+        n_peaks[f] = accepted.size
     py, pxx, fp = py[keep], pxx[keep], fp[keep]
     part = {
         "footprint": fp.astype(np.int64),
         "peak_x": pxx.astype(np.int64),
         "peak_y": py.astype(np.int64),
-        "significance": (smoothed[py, pxx] / sm_sigma[py, pxx]).astype(np.float64),
+        "significance": snr_map[py, pxx].astype(np.float64),
         "npix": sizes[fp - 1].astype(np.int64),
         "n_peaks": n_peaks[fp],
         "negative": np.full(py.size, sign < 0),
@@ -477,21 +538,114 @@ def _detect_one_sign(
     return part, labels, nlab
 
 
+#: Offsets (row, column) of the 8 neighbours of a pixel.
+_NEIGHBOURS = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
+
+
+def _one_pixel_per_plateau(peaks: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """The first (raster order) pixel of each 8-connected group of local-maximum pixels.
+
+    Adjacent local maxima are equal (a plateau); they are rare, so the labelling only runs when
+    two of the (sorted) flat indices ``peaks`` touch.
+    """
+    if peaks.size < 2:
+        return peaks
+    rows, cols = np.divmod(peaks, nx)
+    member = np.zeros(ny * nx, dtype=bool)
+    member[peaks] = True
+    touching = False
+    for dr, dc in _NEIGHBOURS:
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+        if member[(r * nx + c)[inside]].any():
+            touching = True
+            break
+    if not touching:
+        return peaks
+    plateau, _ = ndimage.label(member.reshape(ny, nx), structure=_EIGHT)
+    _, first = np.unique(plateau.ravel()[peaks], return_index=True)
+    return peaks[first]
+
+
+#: Nearest accepted peaks whose saddles are checked first (most rejections happen there).
+_SADDLE_FIRST = 8
+#: Sampling stride of the first, coarse look at the lines to the other accepted peaks.
+_SADDLE_STRIDE = 4
+
+
 def _significant_peaks(
-    sm: np.ndarray, px: np.ndarray, py: np.ndarray, val: np.ndarray, sig: np.ndarray, nsigma: float
-) -> list[int]:
-    """Indices (into the brightness-sorted peaks of one footprint) of the significant ones."""
-    accepted = [0]
+    peak_img: np.ndarray, sign: int, px: np.ndarray, py: np.ndarray, val: np.ndarray, sig: np.ndarray, nsigma: float
+) -> np.ndarray:
+    """Indices (into the brightness-sorted peaks of one footprint) of the significant ones.
+
+    Peak ``k`` is significant when ``val[k] - saddle >= nsigma * sig[k]``, the saddle being the
+    highest, over the brighter accepted peaks ``j``, of the lowest value of ``sign * peak_img``
+    sampled along the straight line from ``k`` to ``j`` (``ceil(2 d) + 2`` points, ``d`` the
+    distance). Since ``val[k] - s`` only decreases as ``s`` grows, that is: every such line holds
+    a sample ``s`` with ``val[k] - s >= nsigma * sig[k]``. All lines from ``k`` are tested at once
+    (no Python loop over ``j``): the nearest peaks first (where rejections happen), then the others
+    on every ``_SADDLE_STRIDE``-th sample, and only the lines that found no low sample there on
+    every sample.
+    """
+    flat = peak_img.ravel()
+    nx = peak_img.shape[1]
+    accepted = np.zeros(px.size, dtype=np.intp)
+    n_acc = 1
     for k in range(1, px.size):
-        saddle = -np.inf
-        for j in accepted:
-            n = int(math.ceil(2 * math.hypot(px[k] - px[j], py[k] - py[j]))) + 2
-            xs = np.rint(np.linspace(px[k], px[j], n)).astype(np.intp)
-            ys = np.rint(np.linspace(py[k], py[j], n)).astype(np.intp)
-            saddle = max(saddle, float(sm[ys, xs].min()))
-        if val[k] - saddle >= nsigma * sig[k]:
-            accepted.append(k)
-    return accepted
+        acc = accepted[:n_acc]
+        dist = np.hypot(px[acc] - px[k], py[acc] - py[k])
+        limit = nsigma * sig[k]
+
+        def lines_pass(which: np.ndarray, stride: int, k: int = k, acc: np.ndarray = acc,
+                       dist: np.ndarray = dist, limit: float = limit) -> np.ndarray:
+            j = acc[which]
+            counts = np.ceil(2.0 * dist[which]).astype(np.intp) + 2
+            return _lines_reach(flat, nx, sign, px[k], py[k], px[j], py[j], counts, stride, val[k], limit)
+
+        if n_acc <= _SADDLE_FIRST:
+            ok = bool(lines_pass(np.arange(n_acc), 1).all())
+        else:
+            near = np.zeros(n_acc, dtype=bool)
+            near[np.argpartition(dist, _SADDLE_FIRST)[:_SADDLE_FIRST]] = True
+            ok = bool(lines_pass(np.flatnonzero(near), 1).all())
+            if ok:
+                far = np.flatnonzero(~near)
+                left = far[~lines_pass(far, _SADDLE_STRIDE)]
+                ok = left.size == 0 or bool(lines_pass(left, 1).all())
+        if ok:
+            accepted[n_acc] = k
+            n_acc += 1
+    return accepted[:n_acc].copy()
+
+
+def _lines_reach(
+    flat: np.ndarray, nx: int, sign: int, x0: int, y0: int, x1: np.ndarray, y1: np.ndarray, counts: np.ndarray,
+    stride: int, top: float, limit: float,
+) -> np.ndarray:
+    """Whether each line from ``(x0, y0)`` to ``(x1[i], y1[i])`` has a sample ``s`` of
+    ``sign * image`` with ``top - s >= limit``.
+
+    Line ``i`` has ``counts[i]`` points, exactly ``np.linspace``'s, rounded to pixels; with
+    ``stride > 1`` only every ``stride``-th point and the last are looked at.
+    """
+    taken = (counts - 2) // stride + 2  # points 0, stride, 2 stride, ... and the last
+    starts = np.cumsum(taken) - taken
+    t = np.arange(int(taken.sum())) - np.repeat(starts, taken)
+    n = np.repeat(counts, taken)
+    index = np.minimum(t * stride, n - 1).astype(np.float64)
+    last = index == n - 1
+
+    def samples(a: int, b: np.ndarray) -> np.ndarray:
+        # np.linspace(a, b, n)[i] = i * ((b - a) / (n - 1)) + a, its last point set to b
+        end = np.repeat(b.astype(np.float64), taken)
+        out = index * ((end - float(a)) / (n - 1)) + float(a)
+        out[last] = end[last]
+        return np.rint(out).astype(np.intp)
+
+    values = flat[samples(y0, y1) * nx + samples(x0, x1)]
+    if sign < 0:
+        values = -values
+    return np.logical_or.reduceat(top - values >= limit, starts)
 
 
 def _empty_part() -> dict[str, np.ndarray]:

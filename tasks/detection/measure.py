@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = [
     "FWHM_PER_SIGMA",
@@ -64,6 +63,7 @@ def windowed_centroid(
     *,
     max_iter: int = 20,
     tol: float = 1e-4,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-windowed, flux-weighted centroids (SExtractor's ``XWIN_IMAGE``), iterated.
 
@@ -79,6 +79,9 @@ def windowed_centroid(
         Iteration limit.
     tol : float, optional
         Stop when every position moves less than this (pixels).
+    scale : float, optional
+        Factor applied to the image values (``-1`` measures negative sources as bumps without
+        negating a copy of the whole image).
 
     Returns
     -------
@@ -102,6 +105,8 @@ def windowed_centroid(
     half = int(math.ceil(4.0 * sigma)) + 2
     xi, yi = np.round(x0).astype(np.intp), np.round(y0).astype(np.intp)
     stamps = cutouts(image, xi, yi, half)
+    if scale != 1.0:
+        stamps = stamps * scale
     off = np.arange(-half, half + 1, dtype=float)
     cx, cy = x0 - xi, y0 - yi
     inv2s2 = 0.5 / sigma**2
@@ -255,13 +260,14 @@ def adaptive_sigma(
 
 def guess_fwhm(
     resid: np.ndarray,
-    snr: np.ndarray,
+    snr: np.ndarray | None,
     usable: np.ndarray,
     *,
     snr_min: float = 20.0,
     max_sources: int = 200,
     half: int = 10,
     default: float = 3.0,
+    variance: np.ndarray | None = None,
 ) -> float:
     """Rough PSF FWHM (pixels) from the brightest compact peaks, when no PSF is known.
 
@@ -269,8 +275,9 @@ def guess_fwhm(
     ----------
     resid : numpy.ndarray
         Background-subtracted image (bad pixels 0).
-    snr : numpy.ndarray
-        Per-pixel signal-to-noise ``resid / sigma``.
+    snr : numpy.ndarray or None
+        Per-pixel signal-to-noise ``resid / sigma``; None to compute it from ``variance``, only
+        at the few pixels that need it.
     usable : numpy.ndarray of bool
         Pixels that may hold a peak (not saturated or masked).
     snr_min : float, optional
@@ -281,27 +288,61 @@ def guess_fwhm(
         Half side of the cut-outs measured.
     default : float, optional
         Returned when fewer than 3 sources can be measured.
+    variance : numpy.ndarray, optional
+        Per-pixel variance (> 0), needed when ``snr`` is None.
 
     Returns
     -------
     float
         Median Gaussian-equivalent FWHM (``2.3548`` times the adaptive sigma, pixels).
+
+    Notes
+    -----
+    A peak is a pixel equal to the maximum S/N of its 5 x 5 neighbourhood (edges repeated), at
+    least ``half`` pixels from the edges, whose whole neighbourhood is usable. Only pixels above
+    the lowest S/N level searched are examined, so the cost follows the number of bright pixels,
+    not the image size.
     """
+    if snr is None and variance is None:
+        msg = "guess_fwhm needs the S/N map or the variance"
+        raise ValueError(msg)
     ny, nx = resid.shape
-    local_max = snr == ndimage.maximum_filter(snr, size=5, mode="nearest")
-    interior = np.zeros_like(usable)
-    interior[half:-half, half:-half] = True
-    # A saturated core is flat and wide: keep peaks whose whole 5x5 neighbourhood is usable.
-    clean = ndimage.minimum_filter(usable.astype(np.uint8), size=5, mode="constant") > 0
-    base = local_max & interior & clean
+    lowest = 0.5 * snr_min
+    flat_r = resid.ravel()
+
+    def snr_at(index: np.ndarray) -> np.ndarray:
+        if snr is not None:
+            return snr.ravel()[index]
+        return flat_r[index] / np.sqrt(variance.ravel()[index])  # type: ignore[union-attr]
+
+    if snr is not None:
+        cand = np.flatnonzero(snr > lowest)
+    else:
+        # a superset of the pixels with resid / sqrt(var) > lowest, without a full S/N map
+        with np.errstate(invalid="ignore"):
+            cand = np.flatnonzero((resid > 0) & (np.square(resid) > (0.99 * lowest) ** 2 * variance))
+    value = snr_at(cand)
+    cand, value = cand[value > lowest], value[value > lowest]
+    rows, cols = np.divmod(cand, nx)
+    base = (rows >= half) & (rows < ny - half) & (cols >= half) & (cols < nx - half)
+    flat_u = usable.ravel()
+    for dr in range(-2, 3):
+        for dc in range(-2, 3):
+            r, c = rows + dr, cols + dc
+            inside = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
+            nb = np.clip(r, 0, ny - 1) * nx + np.clip(c, 0, nx - 1)
+            # clean: the whole 5x5 neighbourhood usable (a saturated core is flat and wide)
+            base &= inside & flat_u[nb]
+            if dr or dc:
+                base &= value >= snr_at(nb)
     for level in (snr_min, 0.5 * snr_min):
-        yi, xi = np.nonzero(base & (snr > level))
-        if yi.size >= 5:
+        chosen = np.flatnonzero(base & (value > level))
+        if chosen.size >= 5:
             break
-    if yi.size < 3:
+    if chosen.size < 3:
         return float(default)
-    order = np.argsort(-snr[yi, xi])[:max_sources]
-    sig, _, _ = adaptive_sigma(cutouts(resid, xi[order], yi[order], half))
+    order = np.argsort(-value[chosen])[:max_sources]
+    sig, _, _ = adaptive_sigma(cutouts(resid, cols[chosen][order], rows[chosen][order], half))
     sig = sig[np.isfinite(sig)]
     if sig.size < 3:
         return float(default)

@@ -21,7 +21,7 @@ from astropy.stats import sigma_clip
 from astropy.table import Table
 from scipy.optimize import least_squares
 
-from diffim.tasks.detection import adaptive_sigma, cutouts, detect_sources, estimate_background
+from diffim.tasks.detection import Background, adaptive_sigma, cutouts, detect_sources, estimate_background
 from diffim.tasks.detection._pixels import unpack_pixels
 from diffim.tasks.psf.models import ImagePsf
 
@@ -113,6 +113,7 @@ def estimate_psf(
     size_clip: float = 3.0,
     saturation: float | None = None,
     detection_threshold: float = 5.0,
+    background: Background | np.ndarray | None = None,
 ) -> PsfEstimate:
     """Build a PSF model and measure the FWHM from the isolated bright stars of an image.
 
@@ -140,6 +141,10 @@ def estimate_psf(
         Passed to detection (pixel level at which stars count as saturated).
     detection_threshold : float, optional
         Detection threshold in sigma when ``sources`` is None.
+    background : Background or numpy.ndarray, optional
+        The image's background (a model from :func:`~diffim.tasks.detection.estimate_background`
+        or an array of the image's shape), when the caller already has it (e.g. the one
+        ``sources`` were detected with); default: estimated here.
 
     Returns
     -------
@@ -165,8 +170,12 @@ def estimate_psf(
         raise ValueError(msg)
 
     px = unpack_pixels(data)
-    img = np.asarray(px.image, dtype=np.float64)
-    bg = estimate_background(data)
+    img = px.image
+    bg = background if background is not None else estimate_background(data)
+    bg_array = bg if isinstance(bg, np.ndarray) else bg.array
+    if bg_array.shape != img.shape:
+        msg = f"background has shape {bg_array.shape} but the image has shape {img.shape}; give the image's own background"
+        raise ValueError(msg)
     if sources is None:
         sources = detect_sources(
             data, threshold=detection_threshold, background=bg, saturation=saturation, set_mask=False
@@ -175,7 +184,7 @@ def estimate_psf(
         if name not in sources.colnames:
             msg = f"sources has no {name!r} column (columns: {sources.colnames}); pass the table from detect_sources"
             raise ValueError(msg)
-    fwhm0 = float(sources.meta.get("fwhm", 0.0)) or _rough_fwhm(img - bg.array, sources, px.xy0)
+    fwhm0 = float(sources.meta.get("fwhm", 0.0)) or _rough_fwhm(_resid_stamps(img, bg_array, sources, px.xy0, 12), sources)
     size = int(stamp_size) if stamp_size is not None else max(11, 2 * int(math.ceil(3.0 * fwhm0)) + 1)
     half = size // 2
 
@@ -209,10 +218,10 @@ def estimate_psf(
         _raise_too_few(n_candidates, min_stars, counts)
 
     # -- stamps, size clipping ---------------------------------------------------------------------------
-    resid = np.where(np.isfinite(img), img - bg.array, 0.0)
     big = half + 3
     xi, yi = np.round(xa[cand]).astype(np.intp), np.round(ya[cand]).astype(np.intp)
-    stamps = cutouts(resid, xi, yi, big)
+    # background-subtracted stamps (non-finite pixels 0), cut without a whole-image copy
+    stamps = _stamps(img, bg_array, xi, yi, big)
     sig, _, _ = adaptive_sigma(stamps[:, big - half : big + half + 1, big - half : big + half + 1], sigma0=max(fwhm0, 1.0) / _FWHM_PER_SIGMA)
     ok = np.isfinite(sig)
     if ok.sum() >= 3:
@@ -281,12 +290,30 @@ def _no_bright_neighbour(x: np.ndarray, y: np.ndarray, flux: np.ndarray, cand: n
     return ok
 
 
-def _rough_fwhm(resid: np.ndarray, sources: Table, xy0: tuple[int, int]) -> float:
-    """Gaussian-equivalent FWHM of the brightest given sources (when the table has no ``fwhm`` meta)."""
-    order = np.argsort(-np.asarray(sources["flux"], dtype=float))[:50] if "flux" in sources.colnames else np.arange(min(50, len(sources)))
+def _stamps(img: np.ndarray, background: np.ndarray, xi: np.ndarray, yi: np.ndarray, half: int) -> np.ndarray:
+    """Cut-outs of ``img - background`` (float64; non-finite pixels and pixels off the image 0)."""
+    stamps = cutouts(img, xi, yi, half).astype(np.float64) - cutouts(background, xi, yi, half)
+    stamps[~np.isfinite(stamps)] = 0.0
+    return stamps
+
+
+def _brightest(sources: Table) -> np.ndarray:
+    if "flux" in sources.colnames:
+        return np.argsort(-np.asarray(sources["flux"], dtype=float))[:50]
+    return np.arange(min(50, len(sources)))
+
+
+def _resid_stamps(img: np.ndarray, background: np.ndarray, sources: Table, xy0: tuple[int, int], half: int) -> np.ndarray:
+    """Background-subtracted stamps of the (up to 50) brightest sources, for :func:`_rough_fwhm`."""
+    order = _brightest(sources)
     xi = np.round(np.asarray(sources["x"], dtype=float)[order] - xy0[0]).astype(np.intp)
     yi = np.round(np.asarray(sources["y"], dtype=float)[order] - xy0[1]).astype(np.intp)
-    sig, _, _ = adaptive_sigma(cutouts(resid, xi, yi, 12))
+    return _stamps(img, background, xi, yi, half)
+
+
+def _rough_fwhm(stamps: np.ndarray, sources: Table) -> float:
+    """Gaussian-equivalent FWHM of the brightest given sources (when the table has no ``fwhm`` meta)."""
+    sig, _, _ = adaptive_sigma(stamps)
     sig = sig[np.isfinite(sig)]
     return float(_FWHM_PER_SIGMA * np.median(sig)) if sig.size else 3.0
 
