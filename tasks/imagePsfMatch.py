@@ -721,8 +721,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["nKernelSources"] = len(sources)
         with self.timer("fit"):
             cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=kernel_size)
-            self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
             _, kernel, background = self._solve(cell_set, basis)
+            # drawn after the fit so the cells show which candidates were kept (GOOD) or rejected
+            self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
         with self.timer("convolve"):
             matched = convolve(conv_mi, kernel, doNormalize=False, workers=self.config.convolutionWorkers,
                                variance=self._convolution_variance())

@@ -72,12 +72,13 @@ REFERENCE_FIGURES = [
     "005_kernel_coefficients_candidates.png", "006_kernel_coefficients_histograms.png",
     "007_kernel_coefficients_spatial.png",
 ]
-# The repo's debug.py adds the imagePsfMatch displays (template, science, cells before the fit,
-# difference after it).
+# The repo's debug.py adds the imagePsfMatch displays (template and science before the fit, the
+# cells with the fit's GOOD/BAD candidates and the difference after it).
 REPO_FIGURES = [
-    "001_template.png", "002_science.png", "003_spatial_cells.png", "004_candidates.png", "005_kernels.png",
-    "006_chi_diffim.png", "007_kernel_mosaic.png", "008_kernel_coefficients_candidates.png",
-    "009_kernel_coefficients_histograms.png", "010_kernel_coefficients_spatial.png", "011_difference.png",
+    "001_template.png", "002_science.png", "003_candidates.png", "004_kernels.png",
+    "005_chi_diffim.png", "006_kernel_mosaic.png", "007_kernel_coefficients_candidates.png",
+    "008_kernel_coefficients_histograms.png", "009_kernel_coefficients_spatial.png", "010_spatial_cells.png",
+    "011_difference.png",
 ]
 
 RUN_DEMO = [
