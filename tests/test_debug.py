@@ -20,37 +20,8 @@ from diffim.framework import debug
 
 REPO_DEBUG_FILE = Path(__file__).resolve().parents[1] / "debug.py"
 
-# The debug.py example of LSST's PsfMatchTask documentation, exactly as a user would have it.
-LSST_DEBUG_PY = """\
-import sys
-import lsstDebug
-
-
-def DebugInfo(name):
-    di = lsstDebug.getInfo(name)
-    if name == "lsst.ip.diffim.psfMatch":
-        # enable debug output
-        di.display = True
-        # display mask transparency
-        di.maskTransparency = 80
-        # show all the candidates and residuals
-        di.displayCandidates = True
-        # show kernel basis functions
-        di.displayKernelBasis = False
-        # show kernel realized across the image
-        di.displayKernelMosaic = True
-        # show coefficients of spatial model
-        di.plotKernelSpatialModel = False
-        # show fixed and spatial coefficients and coefficient histograms
-        di.plotKernelCoefficients = True
-        # show the bad candidates (red) along with good (green)
-        di.showBadCandidates = True
-    return di
-
-
-lsstDebug.Info = DebugInfo
-lsstDebug.frame = 1
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from _reference_debug import REFERENCE_DEBUG_PY as LSST_DEBUG_PY  # noqa: E402
 
 # A stand-in for LSST's own lsstDebug module (module-globals semantics), for the "real one
 # installed" path.
@@ -371,3 +342,11 @@ def test_load_in_spawn_worker() -> None:
     assert loaded == str(REPO_DEBUG_FILE)
     assert isinstance(info, debug.DebugInfo)
     _assert_reference_flags(info)
+
+
+def test_reference_debug_text_is_the_seed_page_verbatim() -> None:
+    seed = Path(__file__).resolve().parents[1].parent / "shared" / "seeds" / "000_1e1e8d5c4477b2d3.txt"
+    if not seed.is_file():
+        pytest.skip(f"reference page {seed} is absent (it lives beside the repository)")
+    page = " ".join(seed.read_text().split())
+    assert " ".join(LSST_DEBUG_PY.split()) in page

@@ -168,32 +168,8 @@ def test_algorithm_error_carries_numbers() -> None:
     assert err.metadata == {"nGood": 0}
 
 
-LSST_DEBUG_PY = '''\
-import sys
-import lsstDebug
-def DebugInfo(name):
-    di = lsstDebug.getInfo(name)
-    if name == "lsst.ip.diffim.psfMatch":
-        # enable debug output
-        di.display = True
-        # display mask transparency
-        di.maskTransparency = 80
-        # show all the candidates and residuals
-        di.displayCandidates = True
-        # show kernel basis functions
-        di.displayKernelBasis = False
-        # show kernel realized across the image
-        di.displayKernelMosaic = True
-        # show coefficients of spatial model
-        di.plotKernelSpatialModel = False
-        # show fixed and spatial coefficients and coefficient histograms
-        di.plotKernelCoefficients = True
-        # show the bad candidates (red) along with good (green)
-        di.showBadCandidates = True
-    return di
-lsstDebug.Info = DebugInfo
-lsstDebug.frame = 1
-'''
+sys.path.insert(0, str(Path(__file__).parent))
+from _reference_debug import REFERENCE_DEBUG_PY as LSST_DEBUG_PY  # noqa: E402
 
 
 def test_lsst_debug_file_reaches_a_task_of_the_lsst_named_module(tmp_path: Path) -> None:
