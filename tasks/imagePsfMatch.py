@@ -460,33 +460,26 @@ class ImagePsfMatchTask(PsfMatchTask):
     # ------------------------------------------------------------------ inputs
     def _check_same_box(self, template: MaskedImage, science: MaskedImage) -> MaskedImage:
         """The template on the science box (a larger template is cut), or RegistrationError."""
+        return self._template_on_science_grid(template, science, MaskedImage, "subtractExposures for Exposures")
+
+    def _registered_template(self, template: Exposure, science: Exposure) -> Exposure:
+        """The template on the science box, after checking both share one pixel grid (WCS included)."""
+        return self._template_on_science_grid(template, science, Exposure, "subtractMaskedImages for MaskedImages")
+
+    def _template_on_science_grid(self, template: Any, science: Any, kind: type, other: str) -> Any:
         from .registration import check_registration
 
         for label, image in (("template", template), ("science", science)):
-            if not isinstance(image, MaskedImage):
-                msg = f"{label} must be a MaskedImage, got {type(image).__name__}; use subtractExposures for Exposures"
-                raise TypeError(msg)
-        t_box, s_box = template.getBBox(), science.getBBox()
-        if t_box != s_box:
-            if t_box.contains(s_box):
-                self.log.info("Cutting the template %s to the science box %s", t_box, s_box)
-                return template[s_box]
-            check_registration(template, science)  # raises with the box message
-        return template
-
-    def _registered_template(self, template: Exposure, science: Exposure) -> Exposure:
-        """The template on the science box, after checking both share one pixel grid."""
-        from .registration import check_registration
-
-        for label, image in (("templateExposure", template), ("scienceExposure", science)):
-            if not isinstance(image, Exposure):
-                msg = f"{label} must be an Exposure, got {type(image).__name__}; use subtractMaskedImages for MaskedImages"
+            if not isinstance(image, kind):
+                msg = f"{label} must be a {kind.__name__}, got {type(image).__name__}; use {other}"
                 raise TypeError(msg)
         t_box, s_box = template.getBBox(), science.getBBox()
         if t_box != s_box and t_box.contains(s_box):
             self.log.info("Cutting the template %s to the science box %s", t_box, s_box)
             template = template[s_box]
-        check_registration(template, science, tolerance_pix=self.config.registrationTolerancePix)
+        # masked images carry no WCS: their grids agree once the boxes do
+        if kind is Exposure or template.getBBox() != s_box:
+            check_registration(template, science, tolerance_pix=self.config.registrationTolerancePix)
         return template
 
     def _psf_info(self, image: Exposure | MaskedImage, label: str, fwhm: float | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 import types
 
 import numpy as np
@@ -59,14 +60,10 @@ def gaussian_pair() -> tuple[MaskedImage, MaskedImage, GaussianKernel]:
     return template[box], science[box], gaussian
 
 
-def _delta_pair(ksum: float = 1.0, side: int = 51, variance: float = 1.0) -> tuple[MaskedImage, MaskedImage]:
-    template = np.zeros((side, side))
-    template[side // 2, side // 2] = 1.0
-    science = template * ksum
-    t_var = np.full((side, side), variance)
-    s_var = np.full((side, side), variance)
-    s_var[side // 2, side // 2] = ksum
-    return MaskedImage(template, variance=t_var), MaskedImage(science, variance=s_var)
+sys.path.insert(0, str(Path(__file__).parent))
+from _delta_pair import delta_pair  # noqa: E402
+
+_delta_pair = delta_pair
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,11 +99,11 @@ def test_zero_variance_without_constant_weighting_raises(delta_basis, df_config)
 
 def test_constant_weighting_uses_the_median_or_one(df_config) -> None:
     basis = makeDeltaFunctionBasisList(9, 9)
-    template, science = _delta_pair(side=41, variance=0.5)
+    template, science = _delta_pair(size=41, variance=0.5)
     candidate = KernelCandidate(20.0, 20.0, template, science, df_config)
     candidate.build(basis)
     np.testing.assert_array_equal(candidate.getVarianceEstimate().array, 1.0)  # median of 0.5 + 0.5
-    template, science = _delta_pair(side=41, variance=0.0)
+    template, science = _delta_pair(size=41, variance=0.0)
     science.variance.array[:] = 0.0
     candidate = KernelCandidate(20.0, 20.0, template, science, df_config)
     candidate.build(basis)  # median 0 -> weights of 1: no zero-variance error
@@ -142,7 +139,7 @@ def test_rating_failure_marks_the_candidate_bad(df_config) -> None:
 
 
 def test_rating_from_source_or_explicit(df_config) -> None:
-    template, science = _delta_pair(side=31)
+    template, science = _delta_pair(size=31)
 
     class Record:
         def getPsfInstFlux(self) -> float:  # noqa: N802 - afw record API
@@ -167,7 +164,7 @@ def test_rating_from_source_or_explicit(df_config) -> None:
 
 
 def test_ids_status_and_chi2(df_config) -> None:
-    template, science = _delta_pair(side=31)
+    template, science = _delta_pair(size=31)
     first = KernelCandidate(15.0, 15.0, template, science, df_config)
     second = KernelCandidate(15.0, 15.0, template, science, df_config)
     assert second.getId() > first.getId()
@@ -183,14 +180,14 @@ def test_ids_status_and_chi2(df_config) -> None:
 
 
 def test_config_is_copied(df_config) -> None:
-    template, science = _delta_pair(side=31)
+    template, science = _delta_pair(size=31)
     candidate = KernelCandidate(15.0, 15.0, template, science, df_config)
     df_config.fitForBackground = False
     assert candidate.getConfig().fitForBackground is True
 
 
 def test_stamp_checks(df_config) -> None:
-    template, science = _delta_pair(side=31)
+    template, science = _delta_pair(size=31)
     shifted = MaskedImage(science.image.array, variance=1.0, xy0=(1, 0))
     with pytest.raises(KernelCandidateError, match="must cover the same pixels"):
         KernelCandidate(15.0, 15.0, template, shifted, df_config)
@@ -205,7 +202,7 @@ def test_stamp_checks(df_config) -> None:
 
 def test_getters_raise_before_build_and_pca_slot_lifecycle(df_config) -> None:
     basis = makeDeltaFunctionBasisList(7, 7)
-    template, science = _delta_pair(ksum=2.0, side=21)
+    template, science = _delta_pair(ksum=2.0, size=21)
     candidate = KernelCandidate(10.0, 10.0, template, science, df_config)
     for which in (ORIG, PCA, RECENT):
         for getter in (candidate.getKernel, candidate.getBackground, candidate.getKsum, candidate.getKernelImage,
@@ -235,7 +232,7 @@ def test_getters_raise_before_build_and_pca_slot_lifecycle(df_config) -> None:
 def test_bad_condition_number_marks_bad_before_solving(df_config) -> None:
     df_config.checkConditionNumber = True
     df_config.maxConditionNumber = 1.0
-    template, science = _delta_pair(side=21)
+    template, science = _delta_pair(size=21)
     candidate = KernelCandidate(10.0, 10.0, template, science, df_config)
     candidate.build(makeDeltaFunctionBasisList(7, 7))
     assert candidate.isBad() and not candidate.isInitialized()
@@ -252,7 +249,7 @@ def test_build_with_h_is_regularized_and_exposes_unregularized_m(df_config) -> N
     df_config.kernelSize = 7
     h = makeRegularizationMatrix(df_config)
     basis = makeDeltaFunctionBasisList(7, 7)
-    template, science = _delta_pair(ksum=1.5, side=21)
+    template, science = _delta_pair(ksum=1.5, size=21)
     regularized = KernelCandidate(10.0, 10.0, template, science, df_config)
     regularized.build(basis, h)
     plain = KernelCandidate(10.0, 10.0, template, science, df_config)
@@ -264,7 +261,7 @@ def test_build_with_h_is_regularized_and_exposes_unregularized_m(df_config) -> N
 
 
 def test_difference_image(df_config) -> None:
-    template, science = _delta_pair(ksum=3.0, side=31)
+    template, science = _delta_pair(ksum=3.0, size=31)
     science.image.array[:] += 5.0
     candidate = KernelCandidate(15.0, 15.0, template, science, df_config)
     candidate.build(makeDeltaFunctionBasisList(9, 9))
@@ -313,7 +310,7 @@ def test_al_candidate_build(df_config) -> None:
 def test_explicit_config_namespace_works(delta_basis) -> None:
     cfg = types.SimpleNamespace(**{name: getattr(PsfMatchConfigDF(), name) for name in PsfMatchConfigDF.model_fields})
     cfg.fitForBackground = False
-    template, science = _delta_pair(side=41)
+    template, science = _delta_pair(size=41)
     candidate = KernelCandidate(20.0, 20.0, template, science, cfg)
     candidate.build(delta_basis)
     assert candidate.getKsum() == pytest.approx(1.0)
@@ -348,7 +345,7 @@ def test_insert_into_a_one_cell_set(gaussian_pair, delta_basis, df_config) -> No
 def test_failed_refit_leaves_no_stale_pca_solution(df_config) -> None:
     df_config.constantVarianceWeighting = False
     basis = makeDeltaFunctionBasisList(7, 7)
-    template, science = _delta_pair(side=21)
+    template, science = _delta_pair(size=21)
     candidate = KernelCandidate(10.0, 10.0, template, science, df_config)
     candidate.build(basis)
     candidate.build(basis)

@@ -6,6 +6,9 @@ diffim's deliberate kernel-sum floor (spec §11.6) and the PCA on noisy Gaussian
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import math
 
 import numpy as np
@@ -15,7 +18,7 @@ from diffim.plugins.visitors import (
     KernelPcaVisitor,
     KernelSumVisitor,
 )
-from diffim.tasks.image import Box2I, MaskedImage
+from diffim.tasks.image import Box2I
 from diffim.tasks.kernel import GaussianKernel
 from diffim.tasks.kernel.bases import makeKernelBasisList
 from diffim.tasks.matching import (
@@ -33,6 +36,9 @@ RECENT, ORIG = CandidateSolution.RECENT, CandidateSolution.ORIG
 GOOD, BAD = CandidateStatus.GOOD, CandidateStatus.BAD
 SIZE = 51
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _delta_pair import delta_pair  # noqa: E402
+
 
 @pytest.fixture
 def config() -> PsfMatchConfigDF:
@@ -44,16 +50,6 @@ def basis() -> list:
     return makeKernelBasisList(PsfMatchConfigDF())
 
 
-def delta_pair(ksum: float, size: int = SIZE) -> tuple[MaskedImage, MaskedImage]:
-    """LSST's standard synthetic candidate stamps."""
-    c = size // 2
-    template = np.zeros((size, size))
-    template[c, c] = 1.0
-    science = np.zeros((size, size))
-    science[c, c] = ksum
-    s_var = np.ones((size, size))
-    s_var[c, c] = ksum
-    return MaskedImage(template, variance=np.ones((size, size))), MaskedImage(science, variance=s_var)
 
 
 def built(ksum: float, config: PsfMatchConfigDF, basis: list, x: float = 0.0, y: float = 0.0) -> KernelCandidate:

@@ -7,6 +7,9 @@ useCoreStats False, as in LSST's test.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from diffim.plugins.visitors import BuildSingleKernelVisitor, KernelPcaVisitor
@@ -30,6 +33,9 @@ ORIG, PCA, RECENT = CandidateSolution.ORIG, CandidateSolution.PCA, CandidateSolu
 GOOD, BAD, UNKNOWN = CandidateStatus.GOOD, CandidateStatus.BAD, CandidateStatus.UNKNOWN
 SIZE = 51
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _delta_pair import delta_pair  # noqa: E402
+
 
 @pytest.fixture
 def config() -> PsfMatchConfigDF:
@@ -47,16 +53,6 @@ def basis() -> list:
     return basis
 
 
-def delta_pair(ksum: float, size: int = SIZE) -> tuple[MaskedImage, MaskedImage]:
-    """LSST's standard synthetic candidate stamps."""
-    c = size // 2
-    template = np.zeros((size, size))
-    template[c, c] = 1.0
-    science = np.zeros((size, size))
-    science[c, c] = ksum
-    s_var = np.ones((size, size))
-    s_var[c, c] = ksum
-    return MaskedImage(template, variance=np.ones((size, size))), MaskedImage(science, variance=s_var)
 
 
 def make_candidate(ksum: float, x: float, y: float, config: PsfMatchConfigDF) -> KernelCandidate:

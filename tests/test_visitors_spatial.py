@@ -7,6 +7,9 @@ the spec that LSST does not test.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from diffim.framework.config import FieldValidationError
@@ -35,6 +38,9 @@ from diffim.tasks.psfMatch import PsfMatchConfigAL
 RECENT = CandidateSolution.RECENT
 GOOD, BAD, UNKNOWN = CandidateStatus.GOOD, CandidateStatus.BAD, CandidateStatus.UNKNOWN
 SIZE = 51
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _delta_pair import delta_pair  # noqa: E402
 REGION = Box2I((0, 0), (SIZE * 10, SIZE * 10))
 POSITIONS = [(x, y) for x in range(1, SIZE, 10) for y in range(1, SIZE, 10)]
 
@@ -46,16 +52,6 @@ def al_basis() -> list:
     return basis
 
 
-def delta_pair(ksum: float, size: int = SIZE) -> tuple[MaskedImage, MaskedImage]:
-    """LSST's standard synthetic candidate stamps."""
-    c = size // 2
-    template = np.zeros((size, size))
-    template[c, c] = 1.0
-    science = np.zeros((size, size))
-    science[c, c] = ksum
-    s_var = np.ones((size, size))
-    s_var[c, c] = ksum
-    return MaskedImage(template, variance=np.ones((size, size))), MaskedImage(science, variance=s_var)
 
 
 def fit_spatial(config: PsfMatchConfigAL, basis: list) -> tuple[BuildSpatialKernelVisitor, list[KernelCandidate]]:

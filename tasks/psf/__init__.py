@@ -6,55 +6,13 @@ central pixel with unit sum (LSST's ``computeKernelImage`` semantics).
 
 from __future__ import annotations
 
-from .models import (
-    DEFAULT_MOFFAT_BETA,
-    FWHM_PER_SIGMA,
-    DoubleGaussianPsf,
-    GaussianPsf,
-    GridImagePsf,
-    GridPsf,
-    ImagePsf,
-    MoffatPsf,
-    Psf,
-    PsfError,
-    PsfWarning,
-    Quadrupole,
-    crop_or_pad,
-    measure_centroid,
-    measure_fwhm,
-    measure_shape,
-    psf_from_fwhm,
-    validate_stamp,
-)
-
-__all__ = [
-    "DEFAULT_MOFFAT_BETA",
-    "FWHM_PER_SIGMA",
-    "DoubleGaussianPsf",
-    "GaussianPsf",
-    "GridImagePsf",
-    "GridPsf",
-    "ImagePsf",
-    "MoffatPsf",
-    "Psf",
-    "PsfError",
-    "PsfWarning",
-    "Quadrupole",
-    "crop_or_pad",
-    "measure_centroid",
-    "measure_fwhm",
-    "measure_shape",
-    "psf_from_fwhm",
-    "validate_stamp",
-    "estimate_psf",
-    "PsfEstimate",
-    "PsfEstimationError",
-    "ProfileFit",
-    "fit_psf_profile",
-]
+from . import models as _models
+from .models import *  # noqa: F403 - the models module lists every model once
 
 # The estimator pulls in detection (astropy.table, scipy): loaded on first use.
-_ESTIMATE = {"estimate_psf", "PsfEstimate", "PsfEstimationError", "ProfileFit", "fit_psf_profile"}
+_ESTIMATE = ("estimate_psf", "PsfEstimate", "PsfEstimationError", "ProfileFit", "fit_psf_profile")
+
+__all__ = [*_models.__all__, *_ESTIMATE]
 
 
 def __getattr__(name: str) -> object:
