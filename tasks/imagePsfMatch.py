@@ -93,6 +93,17 @@ class ImagePsfMatchConfig(PsfMatchTaskConfig):
             "ratio the task raises DeconvolutionError ('auto' convolves the other image instead)."
         ),
     )
+    fitRegionFwhmScaling: float = Field(
+        0.0, ge=0.0,
+        description=(
+            "0 (default): LSST's kernel stamps of side 2·kernelSize+1, fitted on their central kernelSize+2 "
+            "pixels. Otherwise the fitted region is 2·ceil(scaling·FWHM)+1 pixels (FWHM of the reference PSF), "
+            "at least kernelSizeMin+2 and at most kernelSize+2, and stamps have side kernelSize + region - 1: "
+            "smaller stamps, so more clean ones on small or crowded images, at some cost in kernel-sum accuracy "
+            "(a small region constrains the kernel wings and the background less; e.g. 3 gives -0.3 % instead "
+            "of -0.1 % on the benchmark pairs)."
+        ),
+    )
     maxKernelSources: int = Field(1000, ge=1, description="Most kernel sources kept (the best by S/N).")
     minKernelSources: int = Field(3, ge=1, description="Fewer usable kernel sources than this is an error.")
     doSubtractBackground: bool = Field(
@@ -700,12 +711,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._debug_display("imagePsfMatch.template", image=conv_mi, title="Image to convolve")
         self._debug_display("imagePsfMatch.science", image=ref_mi, title="Image to not convolve")
         basis = makeKernelBasisList(self.kConfig, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
-        kernel_size = basis[0].getWidth()
+        stamp_half = self._stamp_half_size(basis[0].getWidth(), ref_info.fwhm)
         ref_sources, conv_sources = ((prepared.scienceSources, prepared.templateSources) if prepared.convolveTemplate
                                      else (prepared.templateSources, prepared.scienceSources))
         with self.timer("selection"):
             selection = self.selectKernelCandidates.run(
-                convolved, reference, kernel_size, candidateList=candidateList,
+                convolved, reference, stamp_half, candidateList=candidateList,
                 referenceFwhmPix=ref_info.fwhm, convolvedFwhmPix=conv_info.fwhm,
                 referenceSources=ref_sources, convolvedSources=conv_sources,
                 maxSources=self.config.maxKernelSources, minSources=self.config.minKernelSources,
@@ -713,7 +724,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         sources = selection.kernelSources
         self.metadata["nKernelSources"] = len(sources)
         with self.timer("fit"):
-            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=kernel_size)
+            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=stamp_half)
             _, kernel, background = self._solve(cell_set, basis)
             # drawn after the fit so the cells show which candidates were kept (GOOD) or rejected
             self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
@@ -732,6 +743,24 @@ class ImagePsfMatchTask(PsfMatchTask):
             convolveTemplate=prepared.convolveTemplate, kernelSum=ksum,
             psfInfo=Struct(template=prepared.templateInfo, science=prepared.scienceInfo),
         )
+
+    def _stamp_half_size(self, kernel_size: int, reference_fwhm: float | None) -> int:
+        """Half-size of the candidates' stamps: half the kernel plus half the fitted region.
+
+        The region is ``2·ceil(fitRegionFwhmScaling·FWHM)+1`` pixels, clamped to
+        ``[kernelSizeMin + 2, kernelSize + 2]``; LSST's ``kernelSize`` (region ``kernelSize + 2``)
+        with ``fitRegionFwhmScaling`` 0 or an unknown FWHM. Metadata ``kernelStampSize`` and
+        ``kernelFitRegionSize`` record the sides used.
+        """
+        region = kernel_size + 2
+        scaling = self.config.fitRegionFwhmScaling
+        if scaling > 0 and reference_fwhm is not None and math.isfinite(reference_fwhm):
+            wanted = 2 * math.ceil(scaling * reference_fwhm) + 1
+            region = min(region, max(self.kConfig.kernelSizeMin + 2, wanted))
+        half = (kernel_size - 1) // 2 + (region - 1) // 2
+        self.metadata["kernelStampSize"] = 2 * half + 1
+        self.metadata["kernelFitRegionSize"] = 2 * half + 2 - kernel_size
+        return half
 
     def _convolution_variance(self) -> str:
         """The ``variance`` mode of the matching convolution (``convolutionVariance``, "auto" resolved)."""

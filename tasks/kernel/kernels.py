@@ -22,6 +22,7 @@ __all__ = [
     "DeltaFunctionKernel",
     "LinearCombinationKernel",
     "KernelError",
+    "basis_image_stack",
 ]
 
 
@@ -155,6 +156,35 @@ class DeltaFunctionKernel(FixedKernel):
         self.position = (int(x), int(y))
 
 
+#: Recently stacked bases of fixed kernels, most recent last: ``(kernels, images)``.
+_STACKS: list[tuple[tuple[Kernel, ...], np.ndarray]] = []
+_STACKS_KEPT = 8
+
+
+def basis_image_stack(basis: Sequence[Kernel]) -> np.ndarray:
+    """Basis images stacked as ``(n_basis, height, width)``, read-only.
+
+    A basis of :class:`FixedKernel` objects (immutable images) is stacked once and shared: every
+    kernel candidate's solutions and fitted kernels use the same basis, and a private copy each
+    (27 images of 21x21 per solution) made up most of a kernel cell set's memory.
+    """
+    kernels = tuple(basis)
+    if all(isinstance(k, FixedKernel) for k in kernels):
+        for i, (cached, images) in enumerate(_STACKS):
+            if len(cached) == len(kernels) and all(a is b for a, b in zip(cached, kernels)):
+                if i != len(_STACKS) - 1:
+                    _STACKS.append(_STACKS.pop(i))
+                return images
+        images = np.stack([k.array for k in kernels])
+        images.setflags(write=False)
+        _STACKS.append((kernels, images))
+        del _STACKS[:-_STACKS_KEPT]
+        return images
+    images = np.stack([k.computeImage() for k in kernels])
+    images.setflags(write=False)
+    return images
+
+
 class LinearCombinationKernel(Kernel):
     """``K(x, y) = Σ_k a_k(x, y) B_k``: basis kernels with fixed or spatially varying coefficients.
 
@@ -189,8 +219,7 @@ class LinearCombinationKernel(Kernel):
             raise KernelError(msg)
         super().__init__(width, height)
         self._basis = basis
-        self._images = np.stack([k.computeImage() for k in basis])
-        self._images.setflags(write=False)
+        self._images = basis_image_stack(basis)
         self._sums = self._images.sum(axis=(1, 2))
         self._function = spatialFunction
         nb = len(basis)

@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..image import Box2I, Image, MaskedImage
 from ..kernel import Kernel, LinearCombinationKernel
+from ..kernel.kernels import basis_image_stack
 from .linalg import SolvedBy
 from .solution_base import KernelSolution, KernelSolutionError
 
@@ -38,6 +39,50 @@ def _variance_array(variance: Any, bbox: Box2I) -> np.ndarray:
         msg = f"the variance array has shape {array.shape} but the stamps have shape {bbox.shape}"
         raise KernelSolutionError(msg)
     return array
+
+
+#: Below this many multiply-adds (n_basis·K²·G²) the design matrix is the exact direct product
+#: (LSST's default 21x21 kernels on 2·21+1 stamps: 6e6); larger kernels go through FFTs.
+_DIRECT_DESIGN_MAX = 15_000_000
+
+#: FFTs of recently used bases: ``(basis matrix, transform shape, spectra)``, most recent last.
+_SPECTRA: list[tuple[np.ndarray, tuple[int, int], np.ndarray]] = []
+
+
+def _basis_spectra(basis_stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """rfft2 of every basis image flipped (correlation as convolution), zero-padded to ``shape``.
+
+    Cached: every candidate of a fit shares one basis matrix (see ``basis_image_stack``).
+    """
+    from scipy import fft
+
+    for i, (stack, cached_shape, spectra) in enumerate(_SPECTRA):
+        if stack is basis_stack and cached_shape == shape:
+            if i != len(_SPECTRA) - 1:
+                _SPECTRA.append(_SPECTRA.pop(i))
+            return spectra
+    spectra = fft.rfft2(basis_stack[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+    _SPECTRA.append((basis_stack, shape, spectra))
+    del _SPECTRA[:-4]
+    return spectra
+
+
+def _correlate_valid_fft(template: np.ndarray, basis_stack: np.ndarray) -> np.ndarray:
+    """``(n_basis, G_h·G_w)``: each basis image correlated with ``template``, 'valid' part only.
+
+    ``C_k[i, j] = Σ B_k[ky, kx] T[i + ky, j + kx]``. A circular convolution of any length at
+    least the stamp's is exact on the valid part (the wrap-around only reaches the first
+    ``K - 1`` rows and columns), so the transform length is just the next fast size.
+    """
+    from scipy import fft
+
+    kh, kw = basis_stack.shape[1:]
+    sh, sw = template.shape
+    shape = (fft.next_fast_len(sh, real=True), fft.next_fast_len(sw, real=True))
+    spectra = _basis_spectra(basis_stack, shape)
+    product = spectra * fft.rfft2(template, s=shape)
+    full = fft.irfft2(product, s=shape, axes=(-2, -1))
+    return full[:, kh - 1 : sh, kw - 1 : sw].reshape(len(spectra), -1)
 
 
 class StaticKernelSolution(KernelSolution):
@@ -74,8 +119,8 @@ class StaticKernelSolution(KernelSolution):
             msg = "basis kernels of a kernel solution must not vary spatially"
             raise KernelSolutionError(msg)
         self._basis = basis
-        images = np.stack([k.computeImage() for k in basis])
-        self._basis_matrix = images.reshape(len(basis), -1)
+        self._basis_stack = basis_image_stack(basis)
+        self._basis_matrix = self._basis_stack.reshape(len(basis), -1)
         # a complete delta-function basis in row-major order: C is the template's windows as is
         self._identity_basis = self._basis_matrix.shape[0] == self._basis_matrix.shape[1] and np.array_equal(
             self._basis_matrix, np.eye(self._basis_matrix.shape[0])
@@ -101,14 +146,19 @@ class StaticKernelSolution(KernelSolution):
         kh, kw = self._basis[0].shape
         sh, sw = template.shape
         gh, gw = sh - kh + 1, sw - kw + 1
-        # windows[ky, kx] = T[ky:ky+gh, kx:kx+gw] = the correlation input seen by kernel pixel (kx, ky)
-        windows = sliding_window_view(np.asarray(template, dtype=float), (gh, gw)).reshape(kh * kw, gh * gw)
         nb = len(self._basis)
         design = np.empty((nb + int(self._fit_background), gh * gw))
         if self._identity_basis:
-            design[:nb] = windows
-        else:
+            # windows[ky, kx] = T[ky:ky+gh, kx:kx+gw] = the correlation input seen by kernel pixel (kx, ky)
+            windows = sliding_window_view(np.asarray(template, dtype=float), (gh, gw))
+            design[:nb] = windows.reshape(kh * kw, gh * gw)
+        elif nb * kh * kw * gh * gw < _DIRECT_DESIGN_MAX:
+            windows = sliding_window_view(np.asarray(template, dtype=float), (gh, gw)).reshape(kh * kw, gh * gw)
             np.matmul(self._basis_matrix, windows, out=design[:nb])
+        else:
+            # B_k ⋆ T for every basis at once by FFT: the direct product costs n_basis·K²·G² and
+            # dominated the fit once kernels reach 33x33 (spec §3.2 sizes); round-off ~1e-16 of max|T|
+            design[:nb] = _correlate_valid_fft(np.asarray(template, dtype=float), self._basis_stack)
         if self._fit_background:
             design[nb] = 1.0
         return design

@@ -1,0 +1,61 @@
+"""The per-candidate design matrix: FFT path for large kernels equals the direct product; shared basis stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from diffim.tasks.image import MaskedImage
+from diffim.tasks.kernel import FixedKernel, LinearCombinationKernel
+from diffim.tasks.kernel.kernels import basis_image_stack
+from diffim.tasks.matching import static_solution
+from diffim.tasks.matching.static_solution import StaticKernelSolution, _correlate_valid_fft
+
+
+def _direct(template: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    nb, kh, kw = stack.shape
+    gh, gw = template.shape[0] - kh + 1, template.shape[1] - kw + 1
+    windows = sliding_window_view(template, (gh, gw)).reshape(kh * kw, gh * gw)
+    return stack.reshape(nb, -1) @ windows
+
+
+def test_fft_correlation_equals_the_direct_product_on_odd_and_rectangular_stamps() -> None:
+    rng = np.random.default_rng(3)
+    for k, shape in ((33, (67, 67)), (21, (43, 50)), (5, (9, 13))):
+        stack = rng.normal(size=(7, k, k))
+        template = 1000.0 + 50.0 * rng.normal(size=shape)
+        direct = _direct(template, stack)
+        fast = _correlate_valid_fft(template, stack)
+        assert fast.shape == direct.shape
+        assert np.abs(fast - direct).max() <= 1e-12 * np.abs(direct).max()
+
+
+def test_large_kernel_solution_matches_the_direct_normal_equations(monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    k, side = 33, 67
+    y, x = np.mgrid[-(k // 2): k // 2 + 1, -(k // 2): k // 2 + 1]
+    basis = [FixedKernel(np.exp(-(x**2 + y**2) / (2 * s**2)) * x**i) for s in (1.0, 2.5, 6.0) for i in (0, 1)]
+    yy, xx = np.mgrid[:side, :side] - side // 2
+    star = 5e4 * np.exp(-(xx**2 + yy**2) / (2 * 1.5**2))
+    template = MaskedImage(star + 100 + rng.normal(size=star.shape), variance=100.0)
+    science = MaskedImage(1.3 * star + 80 + rng.normal(size=star.shape), variance=100.0)
+    monkeypatch.setattr(static_solution, "_DIRECT_DESIGN_MAX", 0)
+    fast = StaticKernelSolution(basis, True)
+    fast.build(template, science, template.variance)
+    monkeypatch.setattr(static_solution, "_DIRECT_DESIGN_MAX", float("inf"))
+    direct = StaticKernelSolution(basis, True)
+    direct.build(template, science, template.variance)
+    np.testing.assert_allclose(fast.getM(), direct.getM(), rtol=1e-10, atol=1e-12 * np.abs(direct.getM()).max())
+    np.testing.assert_allclose(fast.getB(), direct.getB(), rtol=1e-10, atol=1e-12 * np.abs(direct.getB()).max())
+
+
+def test_fixed_kernel_bases_share_one_image_stack() -> None:
+    basis = [FixedKernel(np.eye(5) * i) for i in range(1, 4)]
+    first = LinearCombinationKernel(basis, [1.0, 0.0, 0.0])
+    second = LinearCombinationKernel(basis, [0.0, 1.0, 0.0])
+    assert first.basis_images is second.basis_images
+    assert not first.basis_images.flags.writeable
+    assert basis_image_stack(list(basis)) is first.basis_images
+    other = [FixedKernel(np.eye(5) * i) for i in range(1, 4)]  # equal images, different kernels
+    assert basis_image_stack(other) is not first.basis_images
+    np.testing.assert_array_equal(basis_image_stack(other), first.basis_images)
