@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from diffim.tasks.image import MaskedImage
@@ -59,3 +60,51 @@ def test_fixed_kernel_bases_share_one_image_stack() -> None:
     other = [FixedKernel(np.eye(5) * i) for i in range(1, 4)]  # equal images, different kernels
     assert basis_image_stack(other) is not first.basis_images
     np.testing.assert_array_equal(basis_image_stack(other), first.basis_images)
+
+
+def _star_field(fwhm: float, scale: float, seed: int, size: int = 384) -> "Exposure":
+    from diffim.tasks.image import Exposure
+    from diffim.tasks.psf import GaussianPsf
+
+    rng = np.random.default_rng(99)
+    xs, ys = rng.uniform(30, size - 30, 60), rng.uniform(30, size - 30, 60)
+    fluxes = rng.uniform(2e4, 2e5, 60)
+    sigma = fwhm / 2.354820045
+    yy, xx = np.mgrid[:size, :size]
+    image = np.full((size, size), 100.0)
+    for x, y, f in zip(xs, ys, fluxes):
+        box = (slice(max(0, int(y) - 15), int(y) + 16), slice(max(0, int(x) - 15), int(x) + 16))
+        image[box] += scale * f / (2 * np.pi * sigma**2) * np.exp(
+            -((xx[box] - x) ** 2 + (yy[box] - y) ** 2) / (2 * sigma**2))
+    variance = image.copy()
+    image += np.random.default_rng(seed).normal(size=image.shape) * np.sqrt(variance)
+    return Exposure(image=image.astype(np.float32), variance=variance.astype(np.float32), psf=GaussianPsf(31, 31, sigma))
+
+
+def test_fit_region_scaling_shrinks_the_stamps_but_keeps_the_kernel() -> None:
+    from diffim.tasks import ImagePsfMatchTask
+
+    template, science = _star_field(2.5, 1.0, 1), _star_field(4.0, 1.2, 2)
+    sides = {}
+    for scaling in (0.0, 1.0):
+        config = ImagePsfMatchTask.ConfigClass()
+        config.fitRegionFwhmScaling = scaling
+        config.doDecorrelation = False
+        config.doQa = False
+        for name in ("spatialKernelOrder", "spatialBgOrder"):
+            setattr(config.kernel.active, name, 0)
+        config.kernel.active.kernelSizeMin = 11  # derived size 17 (sigmas 0.7, 1.4, 2.8)
+        task = ImagePsfMatchTask(config=config)
+        result = task.subtractExposures(template, science)
+        size = task.metadata["ALKernelSize"]
+        size = size[-1] if isinstance(size, list) else size
+        candidate = next(iter(result.kernelCellSet.candidates()))
+        side = candidate.getScienceMaskedImage().getWidth()
+        assert side == task.metadata["kernelStampSize"]
+        assert task.metadata["kernelFitRegionSize"] == side - size + 1
+        assert result.kernelSum == pytest.approx(1.2, rel=0.02)
+        sides[scaling] = (side, size)
+    assert sides[0.0][0] == 2 * sides[0.0][1] + 1  # LSST's stamps
+    # region 2·ceil(1·4)+1 = 9, raised to kernelSizeMin + 2 = 13: stamps of side K + 12
+    assert sides[1.0][1] == sides[0.0][1] == 17
+    assert sides[1.0][0] == 17 + 12 < sides[0.0][0]
