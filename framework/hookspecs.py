@@ -45,6 +45,8 @@ def diffim_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     Called once while the ``diffim`` argument parser is built, before the arguments are
     parsed. All implementations are called; return values are ignored.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     subparsers : `argparse._SubParsersAction`
@@ -59,8 +61,6 @@ def diffim_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     let other exceptions propagate; the CLI prints them as one ``diffim: error:`` line.
     Command names must be unique: reusing one (including the built-in ``plugins``) is an
     error reported against the plugin.
-
-    .. versionadded:: 0.1
 
     Examples
     --------
@@ -84,13 +84,13 @@ def diffim_register_executors(registry: Registry) -> None:
     called; return values are ignored. Built-in executors are registered by the diffim
     distribution's own plugins through this same hook.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     registry : `diffim.framework.config.Registry`
         Registry mapping executor names to executor factories; add entries with its
         registration method. Names must be unique across plugins.
-
-    .. versionadded:: 0.1
     """
 
 
@@ -104,6 +104,8 @@ def diffim_register_tasks(registry: Registry) -> None:
     Called once when the task registry is first needed. All implementations are called;
     return values are ignored.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     registry : `diffim.framework.config.Registry`
@@ -111,8 +113,6 @@ def diffim_register_tasks(registry: Registry) -> None:
         import path (a `str`, imported only when the task is used; pass ``doc=`` then), which
         keeps ``diffim tasks`` fast when the task module is heavy. Runnable tasks declare
         ``inputs`` and ``outputs`` (see `diffim.framework.connections`).
-
-    .. versionadded:: 0.1
 
     Examples
     --------
@@ -131,6 +131,8 @@ def diffim_read_input(type_name: str, path: Path, options: Mapping[str, Any]) ->
     returns something other than `None` wins; plugins registered later (third-party) are
     asked before the built-ins, so a plugin can take over a type.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     type_name : `str`
@@ -146,14 +148,14 @@ def diffim_read_input(type_name: str, path: Path, options: Mapping[str, Any]) ->
         The value read, or `None` when this plugin does not handle ``type_name`` (or this
         file's format). Raise an exception with a one-line message when the file is handled
         but cannot be read.
-
-    .. versionadded:: 0.1
     """
 
 
 @hookspec(firstresult=True)
 def diffim_write_output(type_name: str, value: object, path: Path) -> Path | None:
     """Write ``value`` (of data type ``type_name``) next to the stem ``path`` (``firstresult``).
+
+    .. versionadded:: 0.1
 
     Parameters
     ----------
@@ -170,6 +172,4 @@ def diffim_write_output(type_name: str, value: object, path: Path) -> Path | Non
     -------
     written : `pathlib.Path` or `None`
         The path written, or `None` when this plugin does not handle ``type_name``.
-
-    .. versionadded:: 0.1
     """

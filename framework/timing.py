@@ -3,21 +3,21 @@
 Keys (LSST ``lsst.utils.timer`` names, so existing dashboards keep working), for a method or
 block called ``<name>`` and each ``<side>`` in ``Start``/``End``:
 
-==================================  ====================================================
-``<name><side>Utc``                 ISO-8601 UTC wall-clock time (``...+00:00``)
-``<name><side>CpuTime``             `time.process_time` (s)
-``<name><side>UserTime``            ``ru_utime`` (s)
-``<name><side>SystemTime``          ``ru_stime`` (s)
-``<name><side>MaxResidentSetSize``  ``ru_maxrss`` in **bytes** (Linux reports KiB; converted)
-``<name><side>MinorPageFaults``     ``ru_minflt``
-``<name><side>MajorPageFaults``     ``ru_majflt``
-``<name><side>BlockInputs``         ``ru_inblock``
-``<name><side>BlockOutputs``        ``ru_oublock``
+==========================================  =========================================================
+``<name><side>Utc``                         ISO-8601 UTC wall-clock time (``...+00:00``)
+``<name><side>CpuTime``                     `time.process_time` (s)
+``<name><side>UserTime``                    ``ru_utime`` (s)
+``<name><side>SystemTime``                  ``ru_stime`` (s)
+``<name><side>MaxResidentSetSize``          ``ru_maxrss`` in **bytes** (Linux reports KiB; converted)
+``<name><side>MinorPageFaults``             ``ru_minflt``
+``<name><side>MajorPageFaults``             ``ru_majflt``
+``<name><side>BlockInputs``                 ``ru_inblock``
+``<name><side>BlockOutputs``                ``ru_oublock``
 ``<name><side>VoluntaryContextSwitches``    ``ru_nvcsw``
 ``<name><side>InvoluntaryContextSwitches``  ``ru_nivcsw``
-``<name>Duration``                  wall seconds from `time.perf_counter` (ours, not LSST's)
-``__version__``, ``nodeName``       scalars, set once per metadata (``1``, the hostname)
-==================================  ====================================================
+``<name>Duration``                          wall seconds from `time.perf_counter` (ours, not LSST's)
+``__version__``, ``nodeName``               scalars, set once per metadata (``1``, the hostname)
+==========================================  =========================================================
 
 Differences from LSST, on purpose:
 

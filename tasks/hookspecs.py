@@ -37,6 +37,8 @@ def diffim_add_mask_planes(registry: MaskPlaneRegistry) -> None:
     name, so a plugin that flags pixels (e.g. satellite trails) registers its plane here and
     users list it in ``badMaskPlanes``.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     registry : MaskPlaneRegistry
@@ -48,8 +50,6 @@ def diffim_add_mask_planes(registry: MaskPlaneRegistry) -> None:
     >>> @hookimpl
     ... def diffim_add_mask_planes(registry):
     ...     registry.add("STREAK", "Pixel on a satellite or meteor trail.")
-
-    .. versionadded:: 0.1
     """
 
 
@@ -59,6 +59,8 @@ def diffim_register_kernel_bases(registry: Registry) -> None:
 
     Called once, the first time the kernel basis registry is read.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     registry : diffim.framework.config.Registry
@@ -67,8 +69,6 @@ def diffim_register_kernel_bases(registry: Registry) -> None:
         basisSigmaGauss=None, metadata=None)`` and returns a list of fixed basis kernels
         (the first one carrying the kernel sum when the set is renormalised, see
         ``renormalizeKernelList``). ``config`` is the active kernel config (``PsfMatchConfig``).
-
-    .. versionadded:: 0.1
     """
 
 
@@ -81,12 +81,12 @@ def diffim_register_candidate_visitors(registry: Registry) -> None:
     with ``replace=True`` swaps the built-in; other names are QA visitors run at the named points
     listed in ``diffim.tasks.psfMatch`` (see ``qaVisitors`` in the config).
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     registry : diffim.framework.config.Registry
         Call ``registry.register(name, VisitorClass, doc=...)``.
-
-    .. versionadded:: 0.1
     """
 
 
@@ -100,6 +100,8 @@ def diffim_debug_display(
     implementation then checks its own flag (e.g. ``debug.displayCandidates``) and uses and
     advances ``diffim.framework.debug.frame`` for each frame it draws. A display that raises is
     reported once, with its name, and the run goes on.
+
+    .. versionadded:: 0.1
 
     Parameters
     ----------
@@ -116,6 +118,4 @@ def diffim_debug_display(
     data : mapping
         What the stage offers; for ``"psfMatch.solve"``: ``cellSet``, ``basisList``,
         ``spatialKernel``, ``spatialBackground``, ``spatialSolution``.
-
-    .. versionadded:: 0.1
     """

@@ -160,13 +160,11 @@ class ModelPsfMatchTask(PsfMatchTask):
     sum (the reference-to-exposure PSF flux ratio, ~1 for normalised models) before the constant
     term is set to ``kernelSum``.
 
-    Metadata
-    --------
-    As :class:`~diffim.tasks.psfMatch.PsfMatchTask`, plus ``ALBasis*`` / ``ALKernelSize`` from the
-    basis, and ``run`` timing.
+    **Metadata**: as :class:`~diffim.tasks.psfMatch.PsfMatchTask`, plus ``ALBasis*`` /
+    ``ALKernelSize`` from the basis, and ``run`` timing; every key is declared in
+    :mod:`diffim.tasks.metadata_keys`.
 
-    Debug flags (module ``diffim.tasks.modelPsfMatch``, LSST ``lsst.ip.diffim.modelPsfMatch``)
-    -------------------------------------------------------------------------------------------
+    **Debug flags** (module ``diffim.tasks.modelPsfMatch``, LSST ``lsst.ip.diffim.modelPsfMatch``):
     ``display`` (gate) then stage ``"modelPsfMatch.cells"`` with ``maskedImage`` (the exposure's)
     and ``cellSet``, drawn by display plugins that honour ``displaySpatialCells`` and
     ``maskTransparency``.

@@ -316,8 +316,10 @@ class PsfMatchTask(Task, abc.ABC):
 
     :meth:`_diagnostic` logs the quality of the spatial fit and writes metadata.
 
-    Metadata
-    --------
+    Notes
+    -----
+    **Metadata** (every key is declared in :mod:`diffim.tasks.metadata_keys`):
+
     ``spatialConditionNum``
         Condition number of the spatial kernel fit.
     ``spatialKernelSum``
@@ -330,8 +332,7 @@ class PsfMatchTask(Task, abc.ABC):
         Substamp quality metrics (Mean, Median, IQR, StDev, KSProb, ADSig, ChiSq, MseResids) of
         the candidates' residuals, from their own (LOCAL) and the spatial (SPATIAL) kernel.
 
-    Debug flags (module ``diffim.tasks.psfMatch``, LSST ``lsst.ip.diffim.psfMatch``)
-    ---------------------------------------------------------------------------------
+    **Debug flags** (module ``diffim.tasks.psfMatch``, LSST ``lsst.ip.diffim.psfMatch``):
     ``display`` (gate), ``maskTransparency``, ``displayCandidates``, ``displayKernelBasis``,
     ``displayKernelMosaic``, ``plotKernelSpatialModel``, ``plotKernelCoefficients``,
     ``showBadCandidates``: drawn by display plugins through the ``diffim_debug_display`` hook.

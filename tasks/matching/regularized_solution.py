@@ -15,7 +15,7 @@ from .linalg import eigen_pseudo_inverse
 from .solution_base import KernelSolutionError, _log
 from .static_solution import StaticKernelSolution
 
-_n__all__ = ["RegularizedKernelSolution", "lambda_grid", "risk_curve"]
+__all__ = ["RegularizedKernelSolution", "lambda_grid", "risk_curve"]
 
 
 def lambda_grid(config: Any) -> np.ndarray:

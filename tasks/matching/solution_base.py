@@ -9,7 +9,7 @@ import numpy as np
 
 from .linalg import ConditionNumberType, SolvedBy, condition_number, solve_system
 
-_n__all__ = ["KernelSolution", "KernelSolutionError"]
+__all__ = ["KernelSolution", "KernelSolutionError"]
 
 
 _log = logging.getLogger("diffim.tasks.matching.solutions")

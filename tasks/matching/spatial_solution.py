@@ -10,7 +10,7 @@ import numpy as np
 from ..kernel import Chebyshev1Function2, Kernel, LinearCombinationKernel, PolynomialFunction2, SpatialFunction
 from .solution_base import KernelSolution, KernelSolutionError, _log
 
-_n__all__ = ["SpatialKernelSolution"]
+__all__ = ["SpatialKernelSolution"]
 
 
 def _zero_background(function: SpatialFunction) -> SpatialFunction:

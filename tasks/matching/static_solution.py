@@ -14,7 +14,7 @@ from ..kernel.kernels import basis_image_stack
 from .linalg import SolvedBy
 from .solution_base import KernelSolution, KernelSolutionError
 
-_n__all__ = ["StaticKernelSolution"]
+__all__ = ["StaticKernelSolution"]
 
 
 def _stamp_array(stamp: Any, what: str) -> tuple[np.ndarray, Box2I]:
