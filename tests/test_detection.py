@@ -11,16 +11,21 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.table import Table
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
+import diffim.tasks.detection.background as bgmod
+import diffim.tasks.detection.detect as detmod
 from diffim.tasks.detection import (
     COLUMNS,
     Background,
     BackgroundError,
     DetectionError,
+    _smoothing,
     detect_sources,
     estimate_background,
 )
+from diffim.tasks.detection._products import tiled_matmul
 from diffim.tasks.image import Exposure, MaskedImage
 
 MAKE_PAIR = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "make_pair.py"
@@ -297,3 +302,130 @@ def test_unusable_image_and_wrong_type() -> None:
         detect_sources(np.full((8, 8), np.nan))
     with pytest.raises(TypeError, match="Exposure, MaskedImage, Image or 2-D numeric array"):
         detect_sources(np.zeros(5))
+
+
+# ------------------------------------------------------------- fast paths against the plain definitions
+def _full_peak_image(array: np.ndarray, taps: np.ndarray, boxes: np.ndarray) -> _smoothing.BoxImages:
+    """Stand-in for ``smooth_boxes``: the boxes cut from the whole-image smoothing."""
+    full = ndimage.correlate1d(ndimage.correlate1d(array, taps, axis=1, mode="constant"), taps, axis=0, mode="constant")
+    windows = _smoothing.BoxImages.empty(boxes)
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        windows.window(k)[...] = full[y0:y1, x0:x1]
+    return windows
+
+
+def _all_pixels_snr(resid: np.ndarray, var: np.ndarray, taps: np.ndarray, threshold: float, *, finite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Stand-in for ``matched_filter_candidates``: the whole S/N map, thresholded."""
+    snr = _smoothing.reference_snr(resid, var, taps)
+    index = np.flatnonzero(np.abs(snr) >= threshold)
+    return index, snr.ravel()[index]
+
+
+def _ndimage_labels(pixels: np.ndarray, nx: int) -> tuple[np.ndarray, int]:
+    """Stand-in for ``_label_pixels``: ``ndimage.label`` on a map of the pixels."""
+    ny = int(pixels.max()) // nx + 1 if pixels.size else 1
+    plane = np.zeros(ny * nx, dtype=bool)
+    plane[pixels] = True
+    labels, n = ndimage.label(plane.reshape(ny, nx), structure=np.ones((3, 3), dtype=bool))
+    return labels.ravel()[pixels].astype(np.int64), int(n)
+
+
+def test_detection_fast_paths_give_the_whole_image_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    # blends, edge stars, NaN and masked pixels, positive and negative sources
+    shape = (150, 170)
+    stars = [(2.0, 70.0, 2e4), (60.0, 60.0, 3e4), (65.5, 61.0, 1.2e4), (120.0, 30.0, 8e3), (160.5, 140.0, 5e3),
+             (90.0, 148.5, 2e3), (30.0, 110.0, 1.5e3)]
+    img, var = _field(stars, shape, fwhm=3.0, seed=12)
+    img -= _gauss_star(shape, 100.3, 100.6, 6e3, 3.0)
+    img[:, 34] = np.nan  # through the faint star at x = 30
+    exp = Exposure(image=img, variance=var)
+    bad = np.zeros(shape, dtype=bool)
+    bad[25:35, 118:122] = True  # on the star at (120, 30)
+    exp.mask.set_plane("BAD", bad)
+    exp.mask.set_plane("SAT", np.hypot(*np.meshgrid(np.arange(170) - 60.0, np.arange(150) - 60.0)) < 1.5)
+    kwargs = {"smooth_fwhm": 3.0, "polarity": "both", "background": 100.0, "set_mask": False}
+    fast = detect_sources(exp, **kwargs)
+    monkeypatch.setattr(detmod, "smooth_boxes", _full_peak_image)
+    monkeypatch.setattr(detmod, "matched_filter_candidates", _all_pixels_snr)
+    monkeypatch.setattr(detmod, "_label_pixels", _ndimage_labels)
+    plain = detect_sources(exp, **kwargs)
+    assert len(fast) == len(plain) >= 8 and fast["flag_blended"].any() and fast["negative"].any()
+    assert fast["flag_masked"].any() and fast["flag_saturated"].any() and fast["flag_edge"].any()
+    for name in fast.colnames:
+        if fast[name].dtype.kind == "f":
+            assert np.allclose(fast[name], plain[name], rtol=1e-12, atol=1e-12), name
+        else:
+            assert np.array_equal(fast[name], plain[name]), name
+
+
+def test_peak_image_around_footprints_equals_the_whole_image_smoothing() -> None:
+    rng = np.random.default_rng(11)
+    resid = rng.normal(0.0, 1.0, (120, 140))
+    taps = _smoothing.gaussian_taps(1.6)
+    # image corners and edges, a one-pixel box, a box too big to stack, a box 1 pixel from the edge
+    boxes = np.array([[0, 5, 0, 7], [50, 60, 130, 140], [10, 11, 40, 41], [30, 110, 20, 100], [115, 120, 60, 75], [1, 9, 1, 9]])
+    windows = _smoothing.smooth_boxes(resid, taps, boxes)
+    full = ndimage.correlate1d(ndimage.correlate1d(resid, taps, axis=1, mode="constant"), taps, axis=0, mode="constant")
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        assert np.array_equal(windows.window(k), full[y0:y1, x0:x1])  # bit for bit
+        rows, cols = np.mgrid[y0:y1, x0:x1]
+        assert np.array_equal(windows.at(np.full(rows.shape, k), rows, cols), full[y0:y1, x0:x1])
+
+
+def test_matched_filter_candidates_are_the_pixels_above_threshold() -> None:
+    rng = np.random.default_rng(12)
+    for shape, fwhm in (((97, 203), 3.0), ((5, 9), 4.0), ((70, 40), 12.0)):
+        resid = rng.normal(0.0, 1.0, shape)
+        resid[shape[0] // 2, shape[1] // 3] += 60.0
+        var = rng.uniform(0.5, 2.0, shape).astype(np.float32)  # uneven noise, float32 plane
+        taps = _smoothing.gaussian_taps(fwhm)
+        reference = _smoothing.reference_snr(resid, var, taps)
+        index, snr = _smoothing.matched_filter_candidates(resid, var, taps, 3.0)
+        assert np.all(np.diff(index) > 0) and np.isin(np.flatnonzero(np.abs(reference) >= 3.0), index).all()
+        assert np.allclose(snr, reference.ravel()[index], rtol=1e-12, atol=0.0)
+    resid[0, 0] = np.nan  # non-finite input: the whole-image path, NaN never a candidate
+    index, snr = _smoothing.matched_filter_candidates(resid, var, taps, 3.0)
+    reference = _smoothing.reference_snr(resid, var, taps)
+    assert np.array_equal(index, np.flatnonzero(np.abs(reference) >= 3.0)) and np.isfinite(snr).all()
+
+
+def test_sparse_labelling_numbers_footprints_as_ndimage_label() -> None:
+    rng = np.random.default_rng(13)
+    for shape in ((1, 50), (50, 1), (61, 47), (40, 40)):
+        plane = ndimage.binary_dilation(rng.random(shape) > 0.93) | (rng.random(shape) > 0.9)
+        reference, n = ndimage.label(plane, structure=np.ones((3, 3), dtype=bool))
+        pixels = np.flatnonzero(plane)
+        labels, count = detmod._label_pixels(pixels, shape[1])
+        assert count == n and np.array_equal(labels, reference.ravel()[pixels])
+    assert detmod._label_pixels(np.zeros(0, dtype=np.intp), 10)[1] == 0
+
+
+def test_background_fast_paths_match_the_plain_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy.interpolate import RectBivariateSpline
+
+    rng = np.random.default_rng(14)
+    rows = rng.normal(100.0, 10.0, (40, 900))
+    rows[:, :40] += rng.uniform(0.0, 800.0, (40, 40))  # stars: deep clipping at the top
+    rows[rng.random(rows.shape) < 0.2] = np.nan
+    rows[3, 5:] = np.nan  # a row with 5 values only
+    rows = np.sort(rows, axis=1)
+    n_valid = np.count_nonzero(~np.isnan(rows), axis=1)
+    whole = bgmod._clipped_stats_sorted(rows, n_valid, 3.0, 5, tail=900)  # whole-row prefix sums
+    for tail in (8, 256):  # clipped ranges ending deep inside the rows, and within the tails
+        median, std = bgmod._clipped_stats_sorted(rows, n_valid, 3.0, 5, tail=tail)
+        assert np.array_equal(median, whole[0], equal_nan=True)
+        assert np.allclose(std, whole[1], rtol=1e-12, atol=0.0, equal_nan=True)
+    img = rng.normal(50.0, 3.0, (256, 320)) + np.linspace(0.0, 20.0, 320)[None, :]
+    img[100:103, 10:200] = np.nan
+    single = estimate_background(img, box=32)
+    monkeypatch.setattr(bgmod, "_PARALLEL_PIXELS", 0)  # boxes split over two threads
+    split = estimate_background(img, box=32)
+    assert np.array_equal(single.mesh, split.mesh) and np.array_equal(single.mesh_rms, split.mesh_rms)
+    yc, xc = np.arange(6) * 40.0 + 20.0, np.arange(5) * 60.0 + 30.0
+    spline = RectBivariateSpline(yc, xc, rng.normal(size=(6, 5)), kx=3, ky=3)
+    y, x = np.linspace(yc[0], yc[-1], 230), np.linspace(xc[0], xc[-1], 250)
+    assert np.allclose(bgmod._GridSpline(spline)(y, x), spline(y, x), rtol=0.0, atol=1e-12)
+    a, big = rng.normal(size=(70, 33)), rng.normal(size=(40, 1000))
+    b = big[3:36, 1:]  # a row slice with a row stride wider than its width
+    out = np.empty((70, 999))
+    assert np.allclose(tiled_matmul(a, b, out), a @ b, rtol=1e-13, atol=1e-12)

@@ -8,16 +8,19 @@ it back to every pixel with a bicubic spline through the box centres.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from scipy.interpolate import RectBivariateSpline
+from scipy.interpolate import BSpline, RectBivariateSpline
 
-from diffim.tasks.image import Image, Point2I
+from diffim.tasks.image import Image, Mask, Point2I
 
 from ._pixels import unpack_pixels
+from ._products import tiled_matmul
 
 __all__ = ["Background", "BackgroundError", "DEFAULT_BACKGROUND_IGNORED_PLANES", "estimate_background"]
 
@@ -165,8 +168,10 @@ def estimate_background(
     -----
     Vectorised over boxes: the pixels of each box are sorted once and the sigma clipping (as
     astropy's ``sigma_clipped_stats`` with median centre and standard deviation, to round-off)
-    walks index ranges of the sorted rows; ``array`` and ``rms`` are interpolated only when first
-    used. A 2048 x 2048 float32 image takes about 0.1 s.
+    walks index ranges of the sorted rows, with sums from the rows' totals and the prefix sums of
+    their two tails; ``array`` and ``rms`` are interpolated only when first used. Images of 1M
+    pixels or more split the boxes over two threads (sorting dominates and releases the GIL). A
+    2048 x 2048 float32 image takes about 0.06 s on one core.
     """
     px = unpack_pixels(data)
     img = px.image if px.image.dtype.kind == "f" else np.asarray(px.image, dtype=np.float64)
@@ -180,7 +185,11 @@ def estimate_background(
     ny, nx = img.shape
     unusable = ~np.isfinite(img)
     if px.mask is not None and ignore_mask_planes:
-        unusable |= px.mask.plane(list(ignore_mask_planes))
+        bits = Mask.getPlaneBitMask(list(ignore_mask_planes))
+        planes = px.mask.array
+        # a plane no pixel has costs nothing (the OR of the whole mask is one fast pass)
+        if planes.size and bits & int(np.bitwise_or.reduce(planes, axis=None)):
+            unusable |= (planes & bits) != 0
     if mask is not None:
         extra = np.asarray(mask, dtype=bool)
         if extra.shape != img.shape:
@@ -193,15 +202,7 @@ def estimate_background(
     blocks = _gather_blocks(img, unusable, ey, ex)  # (nby*nbx, npix per box), unusable pixels NaN
     del unusable
     nby, nbx = ey.size - 1, ex.size - 1
-    blocks.sort(axis=1)  # NaN last
-    n_valid = np.count_nonzero(~np.isnan(blocks), axis=1)
-    good = n_valid >= max(3, min_valid_fraction * blocks.shape[1])
-    level = np.full(blocks.shape[0], np.nan)
-    spread = np.full(blocks.shape[0], np.nan)
-    if good.any():
-        med, std = _clipped_stats_sorted(blocks[good], n_valid[good], nsigma, maxiters)
-        level[good], spread[good] = med, std
-        good &= np.isfinite(level) & np.isfinite(spread)
+    level, spread, good = _box_statistics(blocks, max(3, min_valid_fraction * blocks.shape[1]), nsigma, maxiters)
     del blocks
     if not good.any():
         msg = (
@@ -240,37 +241,155 @@ def _row_search(rows: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.nda
         hi = np.where(active & ~below, mid, hi)
 
 
-def _clipped_stats_sorted(rows: np.ndarray, n_valid: np.ndarray, nsigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray]:
+#: Boxes of this many pixels or more in all use two threads (sorting and clipping release the GIL).
+_PARALLEL_PIXELS = 1 << 20
+
+
+def _box_statistics(
+    blocks: np.ndarray, min_count: float, nsigma: float, maxiters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sigma-clipped median and standard deviation of every row of ``blocks`` (NaN = unusable).
+
+    Returns ``(level, spread, good)``: rows with fewer than ``min_count`` usable values or
+    non-finite statistics are not good and hold NaN. ``blocks`` is sorted in place.
+    """
+    def run(part: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        part.sort(axis=1)  # NaN last
+        n_valid = _count_valid_sorted(part)
+        good = n_valid >= min_count
+        level = np.full(part.shape[0], np.nan)
+        spread = np.full(part.shape[0], np.nan)
+        if good.any():
+            rows = part if good.all() else part[good]
+            level[good], spread[good] = _clipped_stats_sorted(rows, n_valid[good], nsigma, maxiters)
+            good &= np.isfinite(level) & np.isfinite(spread)
+        return level, spread, good
+
+    n_rows = blocks.shape[0]
+    if blocks.size < _PARALLEL_PIXELS or n_rows < 2 or (os.cpu_count() or 1) < 2:
+        return run(blocks)
+    half = n_rows // 2
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(run, (blocks[:half], blocks[half:])))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
+
+
+def _count_valid_sorted(rows: np.ndarray) -> np.ndarray:
+    """Number of non-NaN values of each sorted row (NaN last); only rows ending in NaN are counted."""
+    n_valid = np.full(rows.shape[0], rows.shape[1], dtype=np.int64)
+    if rows.shape[1]:
+        short = np.flatnonzero(np.isnan(rows[:, -1]))
+        if short.size:
+            n_valid[short] = np.count_nonzero(~np.isnan(rows[short]), axis=1)
+    return n_valid
+
+
+class _PrefixSums:
+    """Sums of the first ``i`` values of each sorted row, about a per-row reference, and of their squares.
+
+    The clipped ranges only ever drop values at the two ends of a sorted row, so the sums come
+    from the row's totals and the prefix sums of its first and last ``tail`` usable values;
+    whole-row prefix sums are made (for the rows concerned) only if a range ends deeper inside.
+    """
+
+    def __init__(self, rows: np.ndarray, n_valid: np.ndarray, ref: np.ndarray, tail: int) -> None:
+        n_rows, width = rows.shape
+        self.rows, self.n_valid, self.ref = rows, n_valid, ref
+        self.index = np.arange(n_rows)
+        self.tail = tail = min(tail, width)
+        cols = np.arange(tail)
+        low = rows[:, :tail].astype(np.float64)
+        low -= ref[:, None]
+        low[cols[None, :] >= n_valid[:, None]] = 0.0  # NaN padding of short rows
+        self.low = (np.cumsum(low, axis=1), np.cumsum(low * low, axis=1))
+        # the last `tail` usable values, as sums from each position to the row's end
+        pos = n_valid[:, None] - tail + cols[None, :]
+        high = rows[self.index[:, None], np.maximum(pos, 0)].astype(np.float64)
+        high -= ref[:, None]
+        high[pos < 0] = 0.0
+        self.high = (np.cumsum(high[:, ::-1], axis=1)[:, ::-1], np.cumsum((high * high)[:, ::-1], axis=1)[:, ::-1])
+        self.total = _row_totals(rows, n_valid, ref)
+        self._full_rows = np.zeros(n_rows, dtype=bool)
+        self._full: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def at(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sums (values, squares) of the first ``i[r]`` usable values of each row ``r``."""
+        tail, index = self.tail, self.index
+        in_low = i <= tail
+        j = i - (self.n_valid - tail)  # position in the high tail; tail = past the end
+        in_high = ~in_low & (j >= 0)
+        out = []
+        for low, high, total in zip(self.low, self.high, self.total):
+            value = np.where(i > 0, low[index, np.clip(i - 1, 0, tail - 1)], 0.0)
+            suffix = np.where(j < tail, high[index, np.clip(j, 0, tail - 1)], 0.0)
+            out.append(np.where(in_low, value, total - suffix))
+        deep = ~(in_low | in_high)
+        if deep.any():
+            full1, full2, where = self._full_sums(deep)
+            k = where[deep]
+            out[0][deep] = np.where(i[deep] > 0, full1[k, np.maximum(i[deep] - 1, 0)], 0.0)
+            out[1][deep] = np.where(i[deep] > 0, full2[k, np.maximum(i[deep] - 1, 0)], 0.0)
+        return out[0], out[1]
+
+    def _full_sums(self, need: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whole-row prefix sums of the rows needing them (all such rows so far), and row -> index."""
+        if self._full is None or (need & ~self._full_rows).any():
+            self._full_rows |= need
+            sel = np.flatnonzero(self._full_rows)
+            dev = self.rows[sel].astype(np.float64)
+            dev -= self.ref[sel, None]
+            dev[np.arange(dev.shape[1])[None, :] >= self.n_valid[sel, None]] = 0.0
+            where = np.full(self.index.size, -1)
+            where[sel] = np.arange(sel.size)
+            self._full = (np.cumsum(dev, axis=1), np.cumsum(dev * dev, axis=1), where)
+        return self._full
+
+
+def _row_totals(rows: np.ndarray, n_valid: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``row - ref`` and of its square over each row's usable values, a few rows at a time."""
+    n_rows, width = rows.shape
+    s1 = np.empty(n_rows)
+    s2 = np.empty(n_rows)
+    step = max(1, (1 << 17) // max(width, 1))  # ~1 MB of float64 per chunk, in cache
+    cols = np.arange(width)
+    for r0 in range(0, n_rows, step):
+        r1 = min(n_rows, r0 + step)
+        dev = rows[r0:r1].astype(np.float64)
+        dev -= ref[r0:r1, None]
+        if (n_valid[r0:r1] < width).any():
+            dev[cols[None, :] >= n_valid[r0:r1, None]] = 0.0
+        s1[r0:r1] = dev.sum(axis=1)
+        dev *= dev
+        s2[r0:r1] = dev.sum(axis=1)
+    return s1, s2
+
+
+def _clipped_stats_sorted(
+    rows: np.ndarray, n_valid: np.ndarray, nsigma: float, maxiters: int, *, tail: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Sigma-clipped median and standard deviation of each sorted row's first ``n_valid`` values.
 
     The same iteration as astropy's ``sigma_clipped_stats(cenfunc="median", stdfunc="std")``:
     bounds ``median ± nsigma·std`` of the values kept so far, values outside dropped, until none
     is dropped (or all are) or ``maxiters`` iterations; the statistics are then those of all the
     row's values within the last bounds. On sorted rows every kept set is an index range, so each
-    iteration is a few vector operations on the rows' prefix sums.
+    iteration is a few vector operations on prefix sums (:class:`_PrefixSums`, exact wherever the
+    ranges end within ``tail`` values of the rows' ends, and whole-row sums elsewhere).
     """
     n_rows, width = rows.shape
     index = np.arange(n_rows)
-    # prefix sums about a per-row reference (the middle value) so the variance does not cancel;
-    # csum[:, i] is the sum of the first i + 1 values
+    # sums about a per-row reference (the middle value) so the variance does not cancel
     ref = rows[index, np.maximum(n_valid - 1, 0) // 2].astype(np.float64)
-    dev = rows.astype(np.float64)
-    dev -= ref[:, None]
-    dev[np.arange(width)[None, :] >= n_valid[:, None]] = 0.0  # the NaN padding
-    csum = np.cumsum(dev, axis=1)
-    dev *= dev
-    csq = np.cumsum(dev, axis=1, out=dev)
-
-    def prefix(cs: np.ndarray, i: np.ndarray) -> np.ndarray:
-        return np.where(i > 0, cs[index, np.maximum(i - 1, 0)], 0.0)
+    sums = _PrefixSums(rows, n_valid, ref, tail)
 
     def stats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = np.maximum(b - a, 1)
         lower_mid = rows[index, np.minimum(a + (n - 1) // 2, width - 1)].astype(np.float64)
         upper_mid = rows[index, np.minimum(a + n // 2, width - 1)].astype(np.float64)
         median = 0.5 * (lower_mid + upper_mid)
-        mean = (prefix(csum, b) - prefix(csum, a)) / n
-        var = (prefix(csq, b) - prefix(csq, a)) / n - mean * mean
+        (s1a, s2a), (s1b, s2b) = sums.at(a), sums.at(b)
+        mean = (s1b - s1a) / n
+        var = (s2b - s2a) / n - mean * mean
         return median, np.sqrt(np.maximum(var, 0.0))
 
     a = np.zeros(n_rows, dtype=np.int64)
@@ -315,8 +434,11 @@ def _gather_blocks(arr: np.ndarray, unusable: np.ndarray, ey: np.ndarray, ex: np
     nby, nbx = ey.size - 1, ex.size - 1
     if sy * nby == arr.shape[0] and sx * nbx == arr.shape[1]:
         # equal boxes tile the image: a reshape (one contiguous copy), no index arrays
-        blocks = arr.reshape(nby, sy, nbx, sx).swapaxes(1, 2).reshape(nby * nbx, sy * sx).copy()
-        blocks[unusable.reshape(nby, sy, nbx, sx).swapaxes(1, 2).reshape(nby * nbx, sy * sx)] = np.nan
+        blocks = np.array(arr.reshape(nby, sy, nbx, sx).swapaxes(1, 2), order="C").reshape(nby * nbx, sy * sx)
+        bad = np.flatnonzero(unusable)  # few: set them through their box and place in the box
+        if bad.size:
+            y, x = np.divmod(bad, arr.shape[1])
+            blocks[(y // sy) * nbx + x // sx, (y % sy) * sx + x % sx] = np.nan
         return blocks
     padded = np.pad(np.where(unusable, np.nan, arr), ((0, 1), (0, 1)), constant_values=np.nan)  # index -1 -> NaN
     iy = ey[:-1, None] + np.arange(sy)[None, :]
@@ -381,7 +503,7 @@ def _interpolate(mesh: np.ndarray, yc: np.ndarray, xc: np.ndarray, ny: int, nx: 
     x = np.arange(nx, dtype=float)
     nby, nbx = mesh.shape
     if nby >= 2 and nbx >= 2:
-        spline = RectBivariateSpline(yc, xc, mesh, kx=min(3, nby - 1), ky=min(3, nbx - 1))
+        spline = _GridSpline(RectBivariateSpline(yc, xc, mesh, kx=min(3, nby - 1), ky=min(3, nbx - 1)))
         yy, xx = np.clip(y, yc[0], yc[-1]), np.clip(x, xc[0], xc[-1])
         out = spline(yy, xx)
         # Edge slopes by a one-pixel finite difference (parder cannot differentiate a linear spline).
@@ -404,3 +526,25 @@ def _interpolate(mesh: np.ndarray, yc: np.ndarray, xc: np.ndarray, ny: int, nx: 
     if nby == 1:
         return np.broadcast_to(np.interp(x, xc, mesh[0])[None, :], (ny, nx)).copy()
     return np.broadcast_to(np.interp(y, yc, mesh[:, 0])[:, None], (ny, nx)).copy()
+
+
+class _GridSpline:
+    """A :class:`~scipy.interpolate.RectBivariateSpline` evaluated on grids as ``By @ C @ Bxᵀ``.
+
+    The B-spline basis matrices of the two axes times the coefficient matrix: the same values as
+    the spline's own grid evaluation to round-off, as two matrix products (on one BLAS thread, in
+    tiles) instead of a per-pixel tensor-product sum, ~10x faster on a full image.
+    """
+
+    def __init__(self, spline: RectBivariateSpline) -> None:
+        self.ty, self.tx = spline.get_knots()
+        self.ky, self.kx = spline.degrees
+        n_y, n_x = self.ty.size - self.ky - 1, self.tx.size - self.kx - 1
+        self.coeffs = np.asarray(spline.get_coeffs(), dtype=np.float64).reshape(n_y, n_x)
+
+    def __call__(self, y: np.ndarray | float, x: np.ndarray | float) -> np.ndarray:
+        """Values on the grid ``y`` x ``x`` (points inside the knot range), shape ``(len(y), len(x))``."""
+        by = BSpline.design_matrix(np.atleast_1d(np.asarray(y, dtype=float)), self.ty, self.ky).toarray()
+        bx = BSpline.design_matrix(np.atleast_1d(np.asarray(x, dtype=float)), self.tx, self.kx).toarray()
+        inner = tiled_matmul(self.coeffs, np.ascontiguousarray(bx.T), np.empty((self.coeffs.shape[0], bx.shape[0])))
+        return tiled_matmul(by, inner, np.empty((by.shape[0], inner.shape[1])))

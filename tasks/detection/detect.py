@@ -11,13 +11,18 @@ Pipeline (all vectorised except the few multi-peak footprints):
    towards a brighter peak of its footprint;
 5. one row per significant peak: windowed centroid, aperture flux and error from the variance plane,
    and flags (edge, saturated, masked, blended, not isolated).
+
+Only step 2 touches every pixel, and it keeps no S/N map: it returns the few pixels that may pass
+the threshold with their S/N (:func:`~._smoothing.matched_filter_candidates`). Labelling, the peak
+image (made only around the footprints) and the flags (mask planes read at footprint and aperture
+pixels) then cost in proportion to the footprints, not the image.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import astropy.units as u
@@ -25,11 +30,16 @@ import numpy as np
 from astropy.stats import mad_std
 from astropy.table import Table
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from diffim.tasks.image import Mask
+
 from ._pixels import Pixels, unpack_pixels
+from ._smoothing import BoxImages, gaussian_taps, matched_filter_candidates, smooth_boxes
 from .background import Background, estimate_background
-from .measure import FWHM_PER_SIGMA, Apertures, cutouts, guess_fwhm, windowed_centroid
+from .measure import FWHM_PER_SIGMA, Apertures, cutouts, guess_fwhm, take, windowed_centroid
 
 __all__ = ["DetectionError", "POLARITIES", "COLUMNS", "detect_sources"]
 
@@ -157,77 +167,95 @@ def detect_sources(
     px = unpack_pixels(data)
     image = px.image if px.image.dtype.kind == "f" else np.asarray(px.image, dtype=np.float64)
     ny, nx = image.shape
+    # Mask planes are read at footprint and aperture pixels only; a whole-image plane is built only
+    # where every pixel matters (excluded pixels) and only if some pixel has one of its bits.
+    mask_arr = px.mask.array if px.mask is not None else None
+    present = int(np.bitwise_or.reduce(mask_arr, axis=None)) if mask_arr is not None and mask_arr.size else 0
     valid = np.isfinite(image)
-    if px.mask is not None and exclude_mask_planes:
-        valid &= ~px.mask.plane(list(exclude_mask_planes))
+    if mask_arr is not None and exclude_mask_planes:
+        exclude_bits = Mask.getPlaneBitMask(list(exclude_mask_planes))
+        if exclude_bits & present:
+            valid &= (mask_arr & exclude_bits) == 0
     if px.variance is not None:
         with np.errstate(invalid="ignore"):
             valid &= np.isfinite(px.variance) & (px.variance > 0)
     if not valid.any():
         msg = f"no usable pixel in the {ny}x{nx} image (all NaN, zero variance or in {list(exclude_mask_planes)!r})"
         raise DetectionError(msg)
-    invalid = ~valid
-    any_invalid = bool(invalid.any())
+    any_invalid = not bool(valid.all())
+    invalid = ~valid if any_invalid else None
 
     bg_value, bg_rms, bg_sigma = _resolve_background(background, data, valid, background_box, image.shape)
     # One float64 working copy of the image: background subtracted, unusable pixels 0.
-    resid = image.astype(np.float64)
-    resid -= bg_value
-    resid[invalid] = 0.0
+    if isinstance(bg_value, np.ndarray):
+        resid = np.subtract(image, bg_value, dtype=np.float64)
+    else:
+        resid = image.astype(np.float64)
+        resid -= bg_value
+    if invalid is not None:
+        resid[invalid] = 0.0
+    finite = _finite_background(background, bg_value)
     if px.variance is not None:
-        # a float32 plane stays float32 (every use promotes it to float64 before arithmetic)
-        var = px.variance.astype(px.variance.dtype if px.variance.dtype.kind == "f" else np.float64)
+        # a float plane is used as it is (float32 stays float32: every use promotes it to float64),
+        # copied only to fill its unusable pixels
+        var = px.variance if px.variance.dtype.kind == "f" else px.variance.astype(np.float64)
     elif bg_rms is not None:
         var = np.square(bg_rms() if callable(bg_rms) else bg_rms)
     else:
         var = np.full(image.shape, mad_std(resid[valid]) ** 2)
     if any_invalid or bg_sigma is None:
         var_median = _median_where(var, valid)
-        var[invalid] = var_median
+        if invalid is not None:
+            if var is px.variance:
+                var = var.copy()
+            var[invalid] = var_median
         if bg_sigma is None:
             bg_sigma = float(math.sqrt(var_median))
 
     saturation = _resolve_saturation(saturation, px)
-    sat_map = np.zeros(image.shape, dtype=bool)
-    if px.mask is not None:
-        sat_map |= px.mask.plane("SAT")
-    if saturation is not None:
-        with np.errstate(invalid="ignore"):
-            sat_map |= image >= np.float64(saturation)
-    bad_map = invalid
-    edge_map = np.zeros(image.shape, dtype=bool)
-    if px.mask is not None:
-        if bad_mask_planes:
-            bad_map = bad_map | px.mask.plane(list(bad_mask_planes))
-        edge_map = px.mask.plane("EDGE")
+    flags = _PixelFlags(image, mask_arr, present, invalid, saturation, bad_mask_planes)
 
-    fwhm, fwhm_source = _resolve_fwhm(smooth_fwhm, px, resid, var, valid & ~sat_map)
+    fwhm, fwhm_source = _resolve_fwhm(smooth_fwhm, px, resid, var, lambda: valid & ~flags.saturated_map())
     smoothing = fwhm if smooth_fwhm is None else float(smooth_fwhm)
-    snr_map = _matched_filter(resid, var, smoothing)
+    # Candidate pixels (all those with |S/N| >= threshold, sorted) and their S/N: no S/N map
+    if smoothing > 0:
+        cand, cand_snr = matched_filter_candidates(resid, var, gaussian_taps(smoothing), threshold, finite=finite)
+    else:
+        snr_map = resid / np.sqrt(var)
+        cand = np.flatnonzero(np.abs(snr_map) >= threshold)
+        cand_snr = snr_map.ravel()[cand]
+        del snr_map
+    if any_invalid:
+        usable_cand = valid.ravel()[cand]
+        cand, cand_snr = cand[usable_cand], cand_snr[usable_cand]
     ap_radius = float(aperture_radius) if aperture_radius is not None else max(2.0 * fwhm, 3.0)
     iso_radius = float(isolation_radius) if isolation_radius is not None else 2.0 * ap_radius
     margin = int(edge_margin) if edge_margin is not None else int(math.ceil(ap_radius))
 
     # Peaks (and their significance) are found with half the smoothing: the full matched filter
-    # merges a faint star 2 FWHM from a bright one, which then escapes flag_blended.
+    # merges a faint star 2 FWHM from a bright one, which then escapes flag_blended. That image is
+    # only read on and next to footprint pixels, so it is computed only around the footprints.
     peak_fwhm = _PEAK_SMOOTHING * smoothing
-    peak_img = _smooth(resid, peak_fwhm)
+    peak_img = _PeakImage(resid, peak_fwhm)
     signs = {"positive": (1,), "negative": (-1,), "both": (1, -1)}[polarity]
     parts: list[dict[str, np.ndarray]] = []
     fp_offset = 0
     for sign in signs:
-        part, labels, nfp = _detect_one_sign(
-            sign, snr_map, peak_img, var, peak_fwhm, valid, threshold, npix_min, blend_nsigma, sat_map, bad_map, edge_map, margin
+        above = cand_snr > threshold if sign > 0 else cand_snr < -threshold
+        part, pixels, nfp = _detect_one_sign(
+            sign, (ny, nx), cand[above], cand_snr[above], peak_img, var, peak_fwhm, valid if any_invalid else None,
+            npix_min, blend_nsigma, flags, margin,
         )
         part["footprint"] += fp_offset
         fp_offset += nfp
         parts.append(part)
         if set_mask and px.mask is not None:
             plane = "DETECTED" if sign > 0 else "DETECTED_NEGATIVE"
+            footprints = np.zeros(image.shape, dtype=bool)
+            footprints.ravel()[pixels] = True
             px.mask.clear_plane(plane)
-            px.mask.set_plane(plane, labels > 0)
-        del labels
-    del snr_map, peak_img
+            px.mask.set_plane(plane, footprints)
+    del cand, cand_snr, peak_img
 
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     sign_arr = np.where(cols["negative"], -1.0, 1.0)
@@ -242,9 +270,10 @@ def detect_sources(
         ap = Apertures.build(image.shape, xc, yc, ap_radius)
         flux = ap.sum(resid)
         flux_err = np.sqrt(ap.sum(var, power=2))
-        cols["flag_edge"] |= ap.off_image() | ap.any(edge_map)
-        cols["flag_saturated"] |= ap.any(sat_map)
-        cols["flag_masked"] |= ap.any(bad_map)
+        ap_sat, ap_bad, ap_edge = flags.any_in_apertures(ap)
+        cols["flag_edge"] |= ap.off_image() | ap_edge
+        cols["flag_saturated"] |= ap_sat
+        cols["flag_masked"] |= ap_bad
     else:
         xc = yc = flux = flux_err = np.zeros(0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -377,9 +406,12 @@ def _resolve_saturation(saturation: float | None, px: Pixels) -> float | None:
 
 
 def _resolve_fwhm(
-    smooth_fwhm: float | None, px: Pixels, resid: np.ndarray, var: np.ndarray, usable: np.ndarray
+    smooth_fwhm: float | None, px: Pixels, resid: np.ndarray, var: np.ndarray, usable: Callable[[], np.ndarray]
 ) -> tuple[float, str]:
-    """FWHM (pixels) used for the window, aperture and default filter, and where it came from."""
+    """FWHM (pixels) used for the window, aperture and default filter, and where it came from.
+
+    ``usable()`` gives the pixels that may hold a peak, only computed when the FWHM is measured.
+    """
     if smooth_fwhm is not None and smooth_fwhm > 0:
         return float(smooth_fwhm), "smooth_fwhm"
     if px.psf is not None and hasattr(px.psf, "computeFwhm"):
@@ -390,127 +422,247 @@ def _resolve_fwhm(
         else:
             if math.isfinite(value) and value > 0:
                 return value, "psf"
-    return guess_fwhm(resid, None, usable, variance=var), "estimated"
+    return guess_fwhm(resid, None, usable(), variance=var), "estimated"
 
 
-def _gaussian_kernel(fwhm: float) -> np.ndarray:
-    sigma = fwhm / FWHM_PER_SIGMA
-    half = max(1, int(math.ceil(4.0 * sigma)))
-    g = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    return g / g.sum()
+def _finite_background(background: Any, value: np.ndarray | float) -> bool:
+    """Whether the background subtracted is finite everywhere (a model from the mesh always is)."""
+    if isinstance(background, Background):
+        return bool(np.isfinite(background.mesh).all() and np.isfinite(background.mesh_rms).all())
+    if isinstance(value, np.ndarray):
+        return bool(np.isfinite(value).all())
+    return math.isfinite(value)
 
 
-def _correlate_separable(array: np.ndarray, taps: np.ndarray, mode: str) -> np.ndarray:
-    """``array`` correlated with ``taps`` along both axes, into one new float64 array.
+class _PixelFlags:
+    """Saturated, bad and edge tests of chosen pixels, without whole-image boolean maps.
 
-    The contiguous axis first, then the other in place (as scipy's own separable filters do).
+    Footprints and apertures cover a few per cent of an image, so their flags are looked up pixel
+    by pixel: a mask plane costs nothing when no pixel of the image has its bit.
     """
-    out = ndimage.correlate1d(array, taps, axis=1, mode=mode, output=np.float64)
-    ndimage.correlate1d(out, taps, axis=0, mode=mode, output=out)
-    return out
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None,
+        present: int,
+        invalid: np.ndarray | None,
+        saturation: float | None,
+        bad_mask_planes: Sequence[str],
+    ) -> None:
+        self.image = image
+        self.mask = mask
+        self.invalid = invalid
+        self.saturation = saturation
+        if mask is not None:
+            self.sat_bits = Mask.getPlaneBitMask("SAT") & present
+            self.bad_bits = (Mask.getPlaneBitMask(list(bad_mask_planes)) if bad_mask_planes else 0) & present
+            self.edge_bits = Mask.getPlaneBitMask("EDGE") & present
+        else:
+            self.sat_bits = self.bad_bits = self.edge_bits = 0
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(saturated, bad, edge)`` of the pixels ``(rows, cols)``."""
+        none = np.zeros(rows.shape, dtype=bool)
+        bits = take(self.mask, rows, cols) if self.mask is not None and (self.sat_bits | self.bad_bits | self.edge_bits) else None
+        sat = (bits & self.sat_bits) != 0 if self.sat_bits else none.copy()
+        if self.saturation is not None:
+            with np.errstate(invalid="ignore"):
+                sat |= take(self.image, rows, cols) >= np.float64(self.saturation)
+        bad = take(self.invalid, rows, cols) if self.invalid is not None else none.copy()
+        if self.bad_bits:
+            bad |= (bits & self.bad_bits) != 0
+        edge = (bits & self.edge_bits) != 0 if self.edge_bits else none
+        return sat, bad, edge
+
+    def saturated_map(self) -> np.ndarray:
+        """Whole-image saturated map (SAT plane or at/above the saturation level)."""
+        sat = np.zeros(self.image.shape, dtype=bool)
+        if self.sat_bits:
+            sat |= (self.mask & self.sat_bits) != 0
+        if self.saturation is not None:
+            with np.errstate(invalid="ignore"):
+                sat |= self.image >= np.float64(self.saturation)
+        return sat
+
+    def any_in_apertures(self, ap: Apertures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per aperture, whether a pixel of it (weight > 0, on the image) is saturated, bad, edge."""
+        use = ap.inside & (ap.weight > 0)
+        source = np.nonzero(use)[0]
+        n = ap.weight.shape[0]
+        return tuple(  # type: ignore[return-value]
+            np.bincount(source[f], minlength=n) > 0 for f in self.at(ap.rows[use], ap.cols[use])
+        )
 
 
-def _smooth(resid: np.ndarray, fwhm: float) -> np.ndarray:
-    """Image correlated with a unit-sum Gaussian of this FWHM (separable); unchanged for fwhm <= 0."""
-    if fwhm <= 0:
-        return resid
-    return _correlate_separable(resid, _gaussian_kernel(fwhm), "constant")
+class _PeakImage:
+    """The peak-finding image (``resid`` smoothed with ``fwhm``), made only inside chosen boxes.
+
+    With ``fwhm <= 0`` it is ``resid`` itself.
+    """
+
+    def __init__(self, resid: np.ndarray, fwhm: float) -> None:
+        self.resid = resid
+        self.taps = gaussian_taps(fwhm) if fwhm > 0 else None
+
+    def cover(self, boxes: np.ndarray) -> BoxImages:
+        """The image inside ``boxes`` (``(n, 4)``: y0, y1, x0, x1, half-open), exact there."""
+        if self.taps is not None:
+            return smooth_boxes(self.resid, self.taps, boxes)
+        windows = BoxImages.empty(boxes)
+        for k, (y0, y1, x0, x1) in enumerate(boxes):
+            windows.window(k)[...] = self.resid[y0:y1, x0:x1]
+        return windows
 
 
 def _smoothed_sigma_at(var: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: float) -> np.ndarray:
     """Sigma of the Gaussian-smoothed noise at a few pixels only (no full-image convolution)."""
     if fwhm <= 0:
         return np.sqrt(var[y, x])
-    g = _gaussian_kernel(fwhm)
+    g = gaussian_taps(fwhm)
     half = g.size // 2
     return np.sqrt((cutouts(var, x, y, half, fill=None) * np.outer(g * g, g * g)).sum(axis=(1, 2)))
 
 
-def _matched_filter(resid: np.ndarray, var: np.ndarray, fwhm: float) -> np.ndarray:
-    """S/N map: the smoothed image over the exact per-pixel sigma of its noise (separable Gaussian)."""
-    if fwhm <= 0:
-        return resid / np.sqrt(var)
-    snr = _smooth(resid, fwhm)
-    g = _gaussian_kernel(fwhm)
-    sigma = _correlate_separable(var, g * g, "nearest")
-    np.sqrt(sigma, out=sigma)
-    snr /= sigma
-    return snr
+def _footprint_boxes(rows: np.ndarray, cols: np.ndarray, fp_of: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Bounding boxes ``(y0, y1, x0, x1)`` (half-open) of footprints ``1..n`` from their pixels.
+
+    ``rows``/``cols`` are in raster order, ``fp_of`` the footprint of each (all >= 1) and
+    ``sizes[k]`` the pixel count of footprint ``k + 1`` (all > 0): the ``find_objects`` slices.
+    """
+    order = np.argsort(fp_of, kind="stable")  # raster order kept within a footprint
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    r, c = rows[order], cols[order]
+    ends = starts + sizes - 1
+    return np.column_stack(
+        [r[starts], r[ends] + 1, np.minimum.reduceat(c, starts), np.maximum.reduceat(c, starts) + 1]
+    )
+
+
+def _label_pixels(pixels: np.ndarray, nx: int) -> tuple[np.ndarray, int]:
+    """8-connected labels of a sparse set of pixels: ``ndimage.label`` on their map, without the map.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        Sorted flat indices (row-major, ``nx`` columns).
+    nx : int
+        Image width.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        Label (1..n) of each pixel, numbered by first pixel in raster order, as ``ndimage.label``.
+    n : int
+        Number of labels.
+
+    Notes
+    -----
+    Pixels are grouped into runs along rows; a run touches the runs of the next row that overlap
+    it grown by one pixel each side, and the connected components of that graph are the labels.
+    The cost follows the number of pixels, not the image size.
+    """
+    if pixels.size == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    rows = pixels // nx
+    starts = np.flatnonzero(np.concatenate([[True], (np.diff(pixels) != 1) | (np.diff(rows) != 0)]))
+    ends = np.concatenate([starts[1:], [pixels.size]]) - 1
+    run_row = rows[starts]
+    width = nx + 2  # row keys: a column -1 .. nx of one row never reaches another row's keys
+    first = run_row * width + (pixels[starts] - run_row * nx)
+    last = run_row * width + (pixels[ends] - run_row * nx)
+    # runs of the next row with last >= first - 1 and first <= last + 1: a contiguous range
+    lo = np.searchsorted(last, first + width - 1, side="left")
+    hi = np.searchsorted(first, last + width + 1, side="right")
+    count = np.maximum(hi - lo, 0)
+    n_runs = starts.size
+    src = np.repeat(np.arange(n_runs), count)
+    dst = np.repeat(lo, count) + (np.arange(src.size) - np.repeat(np.cumsum(count) - count, count))
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n_runs, n_runs))
+    n, comp = connected_components(graph, directed=False)
+    _, first_run = np.unique(comp, return_index=True)  # first run of each component, raster order
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(first_run)] = np.arange(1, n + 1)
+    return np.repeat(rank[comp], ends - starts + 1), int(n)
 
 
 def _detect_one_sign(
     sign: int,
-    snr_map: np.ndarray,
-    peak_img: np.ndarray,
+    shape: tuple[int, int],
+    pixels: np.ndarray,
+    snr: np.ndarray,
+    peak_image: _PeakImage,
     var: np.ndarray,
     peak_fwhm: float,
-    valid: np.ndarray,
-    threshold: float,
+    valid: np.ndarray | None,
     npix_min: int,
     blend_nsigma: float,
-    sat_map: np.ndarray,
-    bad_map: np.ndarray,
-    edge_map: np.ndarray,
+    flags: _PixelFlags,
     margin: int,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Footprints and significant peaks of one polarity; per-row footprint properties.
 
-    Everything after the labelling works on the footprint pixels only (a few per cent of the
-    image), never on whole-image arrays.
+    ``pixels`` are the sorted flat indices above the threshold (this sign, usable), ``snr`` their
+    S/N. Everything works on those pixels (a few per cent of the image), never on whole-image
+    arrays. ``valid`` is None when every pixel is usable. Returns the rows, the flat indices of the
+    kept footprints' pixels and their number.
     """
-    ny, nx = snr_map.shape
-    above = snr_map > threshold if sign > 0 else snr_map < -threshold
-    above &= valid
-    labels, nlab = ndimage.label(above, structure=_EIGHT)
-    del above
+    ny, nx = shape
+    fp_of, nlab = _label_pixels(pixels, nx)
     if nlab == 0:
-        return _empty_part(), labels, 0
-    flat = labels.ravel()
-    in_fp = np.flatnonzero(flat)
-    fp_of = flat[in_fp]
+        return _empty_part(), pixels[:0], 0
+    in_fp = pixels
     sizes = np.bincount(fp_of, minlength=nlab + 1)
     keep = sizes >= npix_min
     keep[0] = False
     n_keep = int(keep.sum())
     if n_keep < nlab:
-        relabel = np.zeros(nlab + 1, dtype=labels.dtype)
+        relabel = np.zeros(nlab + 1, dtype=fp_of.dtype)
         relabel[keep] = np.arange(1, n_keep + 1)
         fp_of = relabel[fp_of]
-        flat[in_fp] = fp_of
         kept = fp_of > 0
-        in_fp, fp_of = in_fp[kept], fp_of[kept]
+        in_fp, fp_of, snr = in_fp[kept], fp_of[kept], snr[kept]
     sizes = sizes[keep]
     nlab = n_keep
     if nlab == 0:
-        return _empty_part(), labels, 0
+        return _empty_part(), in_fp, 0
+    rows, cols = np.divmod(in_fp, nx)
 
     # Per-footprint "any pixel set", counting only footprint pixels.
     fp_sat, fp_bad, fp_edge = (
-        np.bincount(fp_of, weights=m.ravel()[in_fp], minlength=nlab + 1)[1:] > 0 for m in (sat_map, bad_map, edge_map)
+        np.bincount(fp_of, weights=f, minlength=nlab + 1)[1:] > 0 for f in flags.at(rows, cols)
     )
-    for k, (sy, sx) in enumerate(ndimage.find_objects(labels)):
-        if sy.start < margin or sx.start < margin or sy.stop > ny - margin or sx.stop > nx - margin:
-            fp_edge[k] = True
+    boxes = _footprint_boxes(rows, cols, fp_of, sizes)
+    fp_edge |= (boxes[:, 0] < margin) | (boxes[:, 2] < margin) | (boxes[:, 1] > ny - margin) | (boxes[:, 3] > nx - margin)
+
+    # The peak image is read on footprint pixels, their 8 neighbours and the lines between two
+    # peaks of a footprint: all inside the footprint's box grown by one pixel.
+    grown = np.column_stack(
+        [np.maximum(boxes[:, 0] - 1, 0), np.minimum(boxes[:, 1] + 1, ny), np.maximum(boxes[:, 2] - 1, 0),
+         np.minimum(boxes[:, 3] + 1, nx)]
+    )
+    windows = peak_image.cover(grown)  # window k: footprint k + 1
+    box_of = fp_of - 1
 
     # Local maxima of the peak image among the footprint pixels: >= each of the 8 neighbours
     # (edge pixels compare with themselves, as a "nearest" 3x3 maximum filter; unusable pixels
     # can carry smoothed light from their neighbours, so they never win).
-    pk_flat = peak_img.ravel()
-    valid_flat = valid.ravel()
-    rows, cols = np.divmod(in_fp, nx)
-    value = sign * pk_flat[in_fp]
+    value = sign * windows.at(box_of, rows, cols)
     is_max = np.ones(in_fp.size, dtype=bool)
     for dr, dc in _NEIGHBOURS:
-        nb = np.clip(rows + dr, 0, ny - 1) * nx + np.clip(cols + dc, 0, nx - 1)
-        is_max &= ~valid_flat[nb] | (value >= sign * pk_flat[nb])
+        nr, nc = np.clip(rows + dr, 0, ny - 1), np.clip(cols + dc, 0, nx - 1)
+        better = value >= sign * windows.at(box_of, nr, nc)
+        is_max &= better if valid is None else (~valid.ravel()[nr * nx + nc] | better)
     peaks = in_fp[is_max]
     peaks = _one_pixel_per_plateau(peaks, ny, nx)
+    at_peak = np.searchsorted(in_fp, peaks)
     py, pxx = np.divmod(peaks, nx)
-    fp = labels[py, pxx]
-    val = sign * peak_img[py, pxx]
+    fp = fp_of[at_peak]
+    peak_snr = snr[at_peak]
+    val = sign * windows.at(fp - 1, py, pxx)
     sig = _smoothed_sigma_at(var, pxx, py, peak_fwhm)
     order = np.lexsort((-val, fp))
-    py, pxx, fp, val, sig = py[order], pxx[order], fp[order], val[order], sig[order]
+    py, pxx, fp, val, sig, peak_snr = py[order], pxx[order], fp[order], val[order], sig[order], peak_snr[order]
 
     keep = np.ones(py.size, dtype=bool)
     n_peaks = np.ones(nlab + 1, dtype=np.int64)
@@ -518,16 +670,17 @@ def _detect_one_sign(
     starts = np.concatenate([[0], np.cumsum(counts[1:])])
     for f in np.nonzero(counts > 1)[0]:
         lo, hi = starts[f - 1], starts[f - 1] + counts[f]
-        accepted = _significant_peaks(peak_img, sign, pxx[lo:hi], py[lo:hi], val[lo:hi], sig[lo:hi], blend_nsigma)
+        accepted = _significant_peaks(windows.window(f - 1), sign, pxx[lo:hi], py[lo:hi], val[lo:hi], sig[lo:hi],
+                                      blend_nsigma, origin=(int(windows.top[f - 1]), int(windows.left[f - 1])))
         keep[lo:hi] = False
         keep[lo + accepted] = True
         n_peaks[f] = accepted.size
-    py, pxx, fp = py[keep], pxx[keep], fp[keep]
+    py, pxx, fp, peak_snr = py[keep], pxx[keep], fp[keep], peak_snr[keep]
     part = {
         "footprint": fp.astype(np.int64),
         "peak_x": pxx.astype(np.int64),
         "peak_y": py.astype(np.int64),
-        "significance": snr_map[py, pxx].astype(np.float64),
+        "significance": peak_snr.astype(np.float64),
         "npix": sizes[fp - 1].astype(np.int64),
         "n_peaks": n_peaks[fp],
         "negative": np.full(py.size, sign < 0),
@@ -535,7 +688,7 @@ def _detect_one_sign(
         "flag_saturated": fp_sat[fp - 1].copy(),
         "flag_masked": fp_bad[fp - 1].copy(),
     }
-    return part, labels, nlab
+    return part, in_fp, nlab
 
 
 #: Offsets (row, column) of the 8 neighbours of a pixel.
@@ -574,9 +727,14 @@ _SADDLE_STRIDE = 4
 
 
 def _significant_peaks(
-    peak_img: np.ndarray, sign: int, px: np.ndarray, py: np.ndarray, val: np.ndarray, sig: np.ndarray, nsigma: float
+    peak_img: np.ndarray, sign: int, px: np.ndarray, py: np.ndarray, val: np.ndarray, sig: np.ndarray, nsigma: float,
+    *, origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Indices (into the brightness-sorted peaks of one footprint) of the significant ones.
+
+    ``peak_img`` may be a window of the image whose pixel ``[0, 0]`` is at ``origin`` (row,
+    column); positions are image coordinates and the lines are sampled in them, so a window
+    gives exactly the whole image's answer.
 
     Peak ``k`` is significant when ``val[k] - saddle >= nsigma * sig[k]``, the saddle being the
     highest, over the brighter accepted peaks ``j``, of the lowest value of ``sign * peak_img``
@@ -600,7 +758,7 @@ def _significant_peaks(
                        dist: np.ndarray = dist, limit: float = limit) -> np.ndarray:
             j = acc[which]
             counts = np.ceil(2.0 * dist[which]).astype(np.intp) + 2
-            return _lines_reach(flat, nx, sign, px[k], py[k], px[j], py[j], counts, stride, val[k], limit)
+            return _lines_reach(flat, nx, sign, px[k], py[k], px[j], py[j], counts, stride, val[k], limit, origin)
 
         if n_acc <= _SADDLE_FIRST:
             ok = bool(lines_pass(np.arange(n_acc), 1).all())
@@ -620,13 +778,14 @@ def _significant_peaks(
 
 def _lines_reach(
     flat: np.ndarray, nx: int, sign: int, x0: int, y0: int, x1: np.ndarray, y1: np.ndarray, counts: np.ndarray,
-    stride: int, top: float, limit: float,
+    stride: int, top: float, limit: float, origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Whether each line from ``(x0, y0)`` to ``(x1[i], y1[i])`` has a sample ``s`` of
     ``sign * image`` with ``top - s >= limit``.
 
     Line ``i`` has ``counts[i]`` points, exactly ``np.linspace``'s, rounded to pixels; with
-    ``stride > 1`` only every ``stride``-th point and the last are looked at.
+    ``stride > 1`` only every ``stride``-th point and the last are looked at. ``flat`` is a window
+    of ``nx`` columns whose first pixel is at ``origin`` (row, column) of the image.
     """
     taken = (counts - 2) // stride + 2  # points 0, stride, 2 stride, ... and the last
     starts = np.cumsum(taken) - taken
@@ -642,7 +801,7 @@ def _lines_reach(
         out[last] = end[last]
         return np.rint(out).astype(np.intp)
 
-    values = flat[samples(y0, y1) * nx + samples(x0, x1)]
+    values = flat[(samples(y0, y1) - origin[0]) * nx + (samples(x0, x1) - origin[1])]
     if sign < 0:
         values = -values
     return np.logical_or.reduceat(top - values >= limit, starts)

@@ -18,6 +18,7 @@ __all__ = [
     "adaptive_sigma",
     "cutouts",
     "guess_fwhm",
+    "take",
     "windowed_centroid",
 ]
 
@@ -45,14 +46,30 @@ def cutouts(array: np.ndarray, xi: np.ndarray, yi: np.ndarray, half: int, fill: 
         Shape ``(n, 2 half + 1, 2 half + 1)``; ``[k, half, half]`` is ``array[yi[k], xi[k]]``.
     """
     off = np.arange(-half, half + 1)
-    rows = np.asarray(yi, dtype=np.intp)[:, None, None] + off[None, :, None]
-    cols = np.asarray(xi, dtype=np.intp)[:, None, None] + off[None, None, :]
+    yi = np.asarray(yi, dtype=np.intp)
+    xi = np.asarray(xi, dtype=np.intp)
     ny, nx = array.shape
+    if yi.size and yi.min() >= half and yi.max() < ny - half and xi.min() >= half and xi.max() < nx - half:
+        # every cut-out inside the image (the usual case): no clipping or filling
+        return take(array, yi[:, None, None] + off[None, :, None], xi[:, None, None] + off[None, None, :])
+    rows = yi[:, None, None] + off[None, :, None]
+    cols = xi[:, None, None] + off[None, None, :]
     inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-    out = array[np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1)]
+    out = take(array, np.clip(rows, 0, ny - 1), np.clip(cols, 0, nx - 1))
     if fill is not None and not inside.all():
         out = np.where(inside, out, np.asarray(fill, dtype=out.dtype))
     return out
+
+
+def take(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``array[rows, cols]`` (indices inside the array, broadcast together).
+
+    A C-ordered array is read through flat indices, several times faster than fancy indexing
+    with two index arrays.
+    """
+    if array.flags.c_contiguous:
+        return array.ravel()[rows * array.shape[1] + cols]
+    return array[rows, cols]
 
 
 def windowed_centroid(
@@ -112,13 +129,17 @@ def windowed_centroid(
     inv2s2 = 0.5 / sigma**2
     wsum = np.ones_like(cx)
     for _ in range(max_iter):
-        ux = off[None, None, :] - cx[:, None, None]
-        uy = off[None, :, None] - cy[:, None, None]
-        wi = stamps * np.exp(-inv2s2 * (ux * ux + uy * uy))
-        wsum = wi.sum(axis=(1, 2))
+        # The window is separable, w = wy (column) x wx (row): the three weighted sums are two
+        # stacked matrix-vector products and 1-D sums, not operations on whole stamps.
+        ux = off[None, :] - cx[:, None]
+        uy = off[None, :] - cy[:, None]
+        wx = np.exp(-inv2s2 * ux * ux)
+        wy = np.exp(-inv2s2 * uy * uy)
+        by_row = np.matmul(stamps, np.stack([wx, wx * ux], axis=2))  # (n, rows, 2)
+        wsum = np.einsum("ky,ky->k", wy, by_row[:, :, 0])
         safe = np.where(wsum > 0, wsum, 1.0)
-        step_x = np.clip(2.0 * (wi * ux).sum(axis=(1, 2)) / safe, -1.0, 1.0)
-        step_y = np.clip(2.0 * (wi * uy).sum(axis=(1, 2)) / safe, -1.0, 1.0)
+        step_x = np.clip(2.0 * np.einsum("ky,ky->k", wy, by_row[:, :, 1]) / safe, -1.0, 1.0)
+        step_y = np.clip(2.0 * np.einsum("ky,ky->k", wy * uy, by_row[:, :, 0]) / safe, -1.0, 1.0)
         step_x[wsum <= 0] = 0.0
         step_y[wsum <= 0] = 0.0
         cx += step_x
@@ -180,11 +201,11 @@ class Apertures:
     def sum(self, array: np.ndarray, power: int = 1) -> np.ndarray:
         """``sum(weight**power * array)`` over each aperture (pixels off the image count 0)."""
         w = self.weight**power if power != 1 else self.weight
-        return (np.where(self.inside, w * array[self.rows, self.cols], 0.0)).sum(axis=(1, 2))
+        return (np.where(self.inside, w * take(array, self.rows, self.cols), 0.0)).sum(axis=(1, 2))
 
     def any(self, flags: np.ndarray) -> np.ndarray:
         """Whether any pixel of each aperture (weight > 0, on the image) is set in a boolean map."""
-        return (self.inside & (self.weight > 0) & flags[self.rows, self.cols]).any(axis=(1, 2))
+        return (self.inside & (self.weight > 0) & take(flags, self.rows, self.cols)).any(axis=(1, 2))
 
     def off_image(self) -> np.ndarray:
         """Whether part of each aperture falls off the image."""
