@@ -108,3 +108,25 @@ def test_fit_region_scaling_shrinks_the_stamps_but_keeps_the_kernel() -> None:
     # region 2·ceil(1·4)+1 = 9, raised to kernelSizeMin + 2 = 13: stamps of side K + 12
     assert sides[1.0][1] == sides[0.0][1] == 17
     assert sides[1.0][0] == 17 + 12 < sides[0.0][0]
+
+
+def test_a_renormalised_plugin_basis_keeps_the_kernel_sum_spatially_constant() -> None:
+    from diffim.tasks.kernel import Chebyshev1Function2
+    from diffim.tasks.kernel.bases import makeAlardLuptonBasisList
+    from diffim.tasks.matching.spatial_solution import SpatialKernelSolution, _is_renormalized
+    from diffim.tasks.psfMatch import PsfMatchConfigDF
+
+    basis = makeAlardLuptonBasisList(5, 2, [1.0, 2.0], [2, 1])  # renormalised: sums 1, 0, 0, ...
+    assert _is_renormalized(basis)
+    raw = [FixedKernel(k.computeImage() + 0.01) for k in basis]  # every kernel has a sum
+    assert not _is_renormalized(raw)
+    config = PsfMatchConfigDF()  # any basis name other than alard-lupton, as a plugin's
+    config.kernelBasisSet = "delta-function"
+    config.usePcaForSpatialKernel = False
+    spatial = Chebyshev1Function2(2, (0.0, 100.0, 0.0, 100.0))
+    constant = SpatialKernelSolution(basis, spatial, None, config)
+    varying = SpatialKernelSolution(raw, spatial, None, config)
+    n, terms = len(basis), spatial.getNParameters()
+    assert constant.getM is not None
+    assert constant._n_kernel == (n - 1) * terms + 1
+    assert varying._n_kernel == n * terms

@@ -22,6 +22,15 @@ def _zero_background(function: SpatialFunction) -> SpatialFunction:
     return PolynomialFunction2(0, [0.0])
 
 
+def _is_renormalized(basis: Sequence[Kernel]) -> bool:
+    """Whether only the first basis kernel has a non-zero sum (it then carries the kernel sum)."""
+    if len(basis) < 2 or any(k.isSpatiallyVarying() for k in basis):
+        return False
+    sums = np.array([k.computeSum() for k in basis])
+    scale = max(float(np.abs(k.computeImage()).max()) for k in basis)
+    return bool(abs(sums[0]) > 1e-6 * scale and np.all(np.abs(sums[1:]) <= 1e-12 * scale * basis[0].width * basis[0].height))
+
+
 class SpatialKernelSolution(KernelSolution):
     """Spatially varying kernel and background from the candidates' local normal equations (spec §4.4).
 
@@ -37,8 +46,9 @@ class SpatialKernelSolution(KernelSolution):
     config : PsfMatchConfig
         Kernel config: ``fitForBackground``, ``kernelBasisSet``, ``usePcaForSpatialKernel``.
     constant_first_term : bool, optional
-        Keep coefficient 0 spatially constant (default: AL basis or PCA basis, whose first basis
-        carries the whole kernel sum, so the photometric scale stays constant).
+        Keep coefficient 0 spatially constant (default: AL basis or PCA basis, as LSST, or any
+        renormalised basis (spec §3.4: the first kernel carries the whole kernel sum, the others
+        sum to 0), e.g. a plugin's; so the photometric scale stays constant).
 
     Notes
     -----
@@ -69,7 +79,8 @@ class SpatialKernelSolution(KernelSolution):
         self._kfunc = spatial_kernel_function.copy_with(np.zeros(spatial_kernel_function.getNParameters()))
         self._bgfunc = background_function
         if constant_first_term is None:
-            constant_first_term = config.kernelBasisSet == "alard-lupton" or bool(config.usePcaForSpatialKernel)
+            constant_first_term = (config.kernelBasisSet == "alard-lupton" or bool(config.usePcaForSpatialKernel)
+                                   or _is_renormalized(self._basis))
         self._cft = bool(constant_first_term)
         nb = len(self._basis)
         self._nkt = self._kfunc.getNParameters()
