@@ -47,25 +47,37 @@ Variance plane
   wherever the science and template variance planes share one spatial shape (e.g. both constant);
   otherwise an approximation.
 * ``"estimate"`` (LSST's default): ``β²(var_U + g²s²·var_C)`` per pixel from the input planes.
-* ``"complete"`` (LSST's ``completeVarPlanePropagation``): ``β²(ψ²⊛var_U + g²·h²⊛var_C)`` with
-  ``ψ = F⁻¹φ`` and ``h = ψ ⊛ κ`` the filters actually applied to each input's pixels: the exact
-  per-pixel variance of the corrected image for independent input pixels, whatever the spatial
-  variation of the planes. For constant planes all three agree with the white variance above.
+* ``"weighted"`` (the default here): ``β²(Σψ²·var_U + g²Σh²·var_C)`` per pixel, each input's plane
+  weighted by the noise gain of the filter applied to it (``ψ = F⁻¹φ`` on the unconvolved image,
+  ``h = ψ ⊛ κ`` on the convolved one; ``Σψ²·v_u + g²Σh²·v_c = v_u + g²s²v_c`` by Parseval, so
+  only ``Σψ²`` is computed). Where a plane varies slowly over the reach of ψ, e.g. a source's own
+  Poisson variance, this is the exact propagation below, and "estimate" is not: whitening boosts
+  the high frequencies the convolved image lost, which are the unconvolved image's noise, so
+  ``Σψ² > 1`` and ``g²Σh² < g²s²``. Mildly so for ``convolveTemplate`` with a deeper template
+  (``Σψ² ≈ 1.15`` on the benchmark pair), strongly for ``convolveScience`` (``Σψ² ≈ 6``: the
+  template's noise is amplified, and "estimate" puts the variance near bright stars ~30 % low).
+* ``"complete"`` (LSST's ``completeVarPlanePropagation``): ``β²(ψ²⊛var_U + g²·h²⊛var_C)``: the
+  exact per-pixel variance of the corrected image for independent input pixels, whatever the
+  spatial variation of the planes (two more whole-image convolutions). For constant planes all
+  four agree with the white variance above.
 
 FFT grid, edges and holes
 -------------------------
 ``ψ`` is not compact, but it decays fast: its *reach* is found once per call as the smallest
 offset beyond which ``Σ|ψ|`` holds less than :data:`TAIL_TOLERANCE` of the total (typically a
-little less than the kernel width; more when ``v_c ≫ v_u``). The image is padded by the reach plus
-the kernel size (so the circular FFT never wraps a non-negligible part of ``ψ`` or ``ψ⊛κ``), to
-sizes chosen by :func:`scipy.fft.next_fast_len`. Pixels that are not finite or carry ``NO_DATA``
-(the NaN border ``convolveAndSubtract`` leaves, chip gaps) are filled with the median of the good
-pixels (so a constant level, kept exactly since ``Σψ = 1``, causes no edge step; 0 for a clean
+little less than the kernel width; more when ``v_c ≫ v_u``). The circular FFT must not bring a
+pixel within the reach from across the image border: the image is padded by the reach less the
+excluded rows (columns) already lining its borders, such as the NaN frame of a convolved image
+(often no padding at all), to sizes chosen by :func:`scipy.fft.next_fast_len`; the "complete"
+propagation also pads by the kernel size, for ``ψ⊛κ``. The FFTs run in the image's precision
+(single for float32, φ included). Pixels that are not finite or carry ``NO_DATA`` (the NaN
+border ``convolveAndSubtract`` leaves, chip gaps) are filled with the median of the good pixels
+(so a constant level, kept exactly since ``Σψ = 1``, causes no edge step; 0 for a clean
 difference), and afterwards get their input image and variance values back: NaN stays NaN, the
 mask is never changed, and no excluded pixel spreads. Good pixels within the reach of an excluded
 pixel (or of the image border) see the fill value instead of the missing data: their noise is only
-partly whitened and the "scale"/"estimate" variances are approximate there; beyond the reach the
-result equals that of an image without the hole to :data:`TAIL_TOLERANCE`.
+partly whitened and the "scale", "estimate" and "weighted" variances are approximate there;
+beyond the reach the result equals that of an image without the hole to :data:`TAIL_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -109,11 +121,11 @@ TAIL_TOLERANCE = 1.0e-6
 
 Mode = Literal["convolveTemplate", "convolveScience"]
 Normalization = Literal["none", "difference", "matched"]
-VariancePropagation = Literal["scale", "estimate", "complete"]
+VariancePropagation = Literal["scale", "estimate", "weighted", "complete"]
 
 _MODES = ("convolveTemplate", "convolveScience")
 _NORMALIZATIONS = ("none", "difference", "matched")
-_PROPAGATIONS = ("scale", "estimate", "complete")
+_PROPAGATIONS = ("scale", "estimate", "weighted", "complete")
 #: Smallest and largest side of the grid on which the reach of ψ is measured.
 _REACH_GRID_MIN = 64
 _REACH_GRID_MAX = 4096
@@ -155,16 +167,29 @@ class _Whitening:
         """Per-pixel variance of the difference before whitening: ``β²(v_u + g²Σκ²·v_c)``."""
         return self.beta**2 * (self.v_u + self.gain**2 * float(np.sum(self.kernel**2)) * self.v_c)
 
-    def phi(self, shape: tuple[int, int]) -> np.ndarray:
-        """φ on the half-plane (``rfft2``) grid of a ``shape`` image."""
+    def phi(self, shape: tuple[int, int], dtype: Any = np.float64, workers: int | None = None) -> np.ndarray:
+        """φ on the half-plane (``rfft2``) grid of a ``shape`` image.
+
+        ``dtype`` is the real type of the result and of the arithmetic (float32 for the single
+        precision FFTs of a float32 image: half the work, and no less precise than those FFTs);
+        ``workers`` as :mod:`scipy.fft`.
+        """
         # in place on one real array (the same operations as the plain expression, without its
         # five grid-sized temporaries)
         # rfft2(kernel, s=shape) as its two 1-D passes (the same numbers): the small kernel is not
         # padded to a grid-sized array first
-        spectrum = _fft.fft(_fft.rfft(self.kernel, n=shape[1], axis=1), n=shape[0], axis=0)
-        power = np.abs(spectrum)
+        kernel = self.kernel.astype(dtype, copy=False)
+        spectrum = _fft.fft(
+            _fft.rfft(kernel, n=shape[1], axis=1, workers=workers), n=shape[0], axis=0, workers=workers
+        )
+        if spectrum.dtype == np.complex64:
+            # single precision: re² + im² (|z|² to rounding; np.abs's overflow-safe hypot is slower)
+            power = np.square(spectrum.real)
+            power += np.square(spectrum.imag)
+        else:
+            power = np.abs(spectrum)
+            np.square(power, out=power)
         del spectrum
-        np.square(power, out=power)
         g2 = self.gain**2
         power *= g2 * self.v_c
         power += self.v_u
@@ -189,16 +214,37 @@ class _Whitening:
         flipped[np.ix_(rows, cols)] = self.kernel
         return self.phi(shape) * _fft.rfft2(flipped)
 
-    @cached_property
+    @property
     def reach(self) -> tuple[int, int]:
         """Offsets ``(ry, rx)`` beyond which ``ψ`` holds less than :data:`TAIL_TOLERANCE` of ``Σ|ψ|``."""
+        return self._psi_summary[0]
+
+    @property
+    def unconvolved_gain(self) -> float:
+        """``Σψ²``: the variance of the whitened unconvolved image per unit input variance (over β²)."""
+        return self._psi_summary[1]
+
+    @property
+    def convolved_gain(self) -> float:
+        """``g²Σ(ψ⊛κ)²``: the same for the convolved image (over β²).
+
+        By Parseval, the whitened spectrum ``φ²(v_u + g²v_c|κ̂|²)`` being flat at
+        ``v_u + g²s²v_c`` gives ``Σψ²·v_u + g²Σ(ψ⊛κ)²·v_c = v_u + g²s²v_c``.
+        """
+        total = self.v_u + (self.gain * self.kernel_sum) ** 2 * self.v_c
+        return max(total - self.unconvolved_gain * self.v_u, 0.0) / self.v_c
+
+    @cached_property
+    def _psi_summary(self) -> tuple[tuple[int, int], float]:
+        """The reach of ψ and ``Σψ²``, on a grid large enough for both."""
         side = _fft.next_fast_len(max(_REACH_GRID_MIN, 8 * max(self.kernel.shape)))
         while True:
-            psi = np.abs(_fft.fftshift(self.psi((side, side))))
-            reach = (_tail_radius(psi.sum(axis=1)), _tail_radius(psi.sum(axis=0)))
+            psi = self.psi((side, side))
+            profile = np.abs(_fft.fftshift(psi))
+            reach = (_tail_radius(profile.sum(axis=1)), _tail_radius(profile.sum(axis=0)))
             # trust the grid only if ψ is negligible well inside it (no aliasing of the tail)
             if max(reach) < side // 4 or side >= _REACH_GRID_MAX:
-                return reach
+                return reach, float(np.sum(psi * psi))
             side = _fft.next_fast_len(2 * side)
 
 
@@ -258,7 +304,7 @@ def _gains(normalization: str, norm: float) -> tuple[float, float]:
     return 1.0 / norm, 1.0  # "matched"
 
 
-#: Rows per band of the "estimate" variance (bounds its float64 temporaries).
+#: Rows per band of the "estimate" and "weighted" variances (bounds their temporaries).
 _VARIANCE_BAND_ROWS = 256
 
 
@@ -271,12 +317,71 @@ def _plane(values: Any, shape: tuple[int, int], name: str) -> np.ndarray:
     return array if array.dtype.kind == "f" else np.asarray(array, dtype=float)
 
 
+#: Rows per band of the mask tests (bounds their integer temporaries).
+_MASK_BAND_ROWS = 256
+
+
+def _and_unmasked(flags: np.ndarray, mask: np.ndarray, bits: int) -> None:
+    """``flags &= (mask & bits) == 0`` in place, in bands of rows (no plane-sized integer temporary)."""
+    flat_flags, flat_mask = flags.reshape(-1, flags.shape[-1]), mask.reshape(-1, mask.shape[-1])
+    for r0 in range(0, flat_mask.shape[0], _MASK_BAND_ROWS):
+        band = slice(r0, r0 + _MASK_BAND_ROWS)
+        flat_flags[band] &= (flat_mask[band] & bits) == 0
+
+
+def _excluded_frame(excluded: np.ndarray, reach: tuple[int, int]) -> tuple[int, int]:
+    """Excluded rows at the top plus bottom, and columns at the left plus right, each side counted
+    up to the reach (enough to size the padding)."""
+    ry, rx = reach
+
+    def run(lines: np.ndarray) -> int:
+        """Leading ``True`` entries."""
+        return int(lines.size if lines.all() else np.argmin(lines))
+
+    rows = (run(excluded[:ry].all(axis=1)) if ry else 0) + (run(excluded[::-1][:ry].all(axis=1)) if ry else 0)
+    cols = (run(excluded[:, :rx].all(axis=0)) if rx else 0) + (run(excluded[:, ::-1][:, :rx].all(axis=0)) if rx else 0)
+    return rows, cols
+
+
+def _weighted_sum(a: np.ndarray, wa: float, b: np.ndarray, wb: float, dtype: Any) -> np.ndarray:
+    """``wa·a + wb·b`` as a new array of ``dtype``, in bands of rows (no plane-sized temporaries).
+
+    Computed in float32 when all three types are float32 (a unit or two in the last place of the
+    float32 result), otherwise in float64.
+    """
+    work = np.float32 if a.dtype == b.dtype == np.dtype(dtype) == np.float32 else np.float64
+    out = np.empty(a.shape, dtype=dtype)
+    if work == out.dtype:
+        np.multiply(a, wa, out=out, dtype=work)
+        scratch = np.empty((min(_VARIANCE_BAND_ROWS, a.shape[0]), a.shape[1]), dtype=work)
+        for r0 in range(0, a.shape[0], _VARIANCE_BAND_ROWS):
+            band = slice(r0, r0 + _VARIANCE_BAND_ROWS)
+            out[band] += np.multiply(b[band], wb, out=scratch[: out[band].shape[0]], dtype=work)
+        return out
+    first, second = (np.empty((min(_VARIANCE_BAND_ROWS, a.shape[0]), a.shape[1]), dtype=work) for _ in range(2))
+    for r0 in range(0, a.shape[0], _VARIANCE_BAND_ROWS):
+        band = slice(r0, r0 + _VARIANCE_BAND_ROWS)
+        rows = out[band].shape[0]
+        total = np.multiply(a[band], wa, out=first[:rows], dtype=work)
+        total += np.multiply(b[band], wb, out=second[:rows], dtype=work)
+        out[band] = total
+    return out
+
+
 def _circular_apply(data: np.ndarray, transfer: np.ndarray, shape: tuple[int, int], workers: int | None) -> np.ndarray:
-    """``F⁻¹[transfer · F(data zero-padded to shape)]`` cropped back to ``data``'s shape."""
-    spectrum = _fft.rfft2(data, s=shape, workers=workers)
+    """``F⁻¹[transfer · F(data zero-padded to shape)]`` cropped back to ``data``'s shape.
+
+    ``rfft2``/``irfft2`` as their 1-D passes (the same numbers): the column transforms work in
+    place, and the last pass transforms only the rows kept; scipy's ``irfft2`` of a single
+    precision spectrum takes about twice as long.
+    """
+    rows, cols = data.shape
+    spectrum = _fft.rfft(data, n=shape[1], axis=1, workers=workers)
+    spectrum = _fft.fft(spectrum, n=shape[0], axis=0, overwrite_x=True, workers=workers)
     spectrum *= transfer
-    out = _fft.irfft2(spectrum, s=shape, workers=workers)
-    return out[: data.shape[0], : data.shape[1]]
+    spectrum = _fft.ifft(spectrum, axis=0, overwrite_x=True, workers=workers)
+    out = _fft.irfft(spectrum[:rows], n=shape[1], axis=1, workers=workers)
+    return out if out.shape == data.shape else out[:, :cols]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -396,9 +501,9 @@ def decorrelate_difference(
         convolveScience. The module notes list the output units and variance of each.
     science_variance_plane, template_variance_plane : array_like or Image, optional
         Per-pixel variance planes of the unconvolved inputs on the difference's grid, in their own
-        units; needed for the "estimate" and "complete" variance propagations.
-    variance_propagation : {"scale", "estimate", "complete"}, optional
-        How the output variance plane is made (module notes). Default "estimate" when both
+        units; needed for the "estimate", "weighted" and "complete" variance propagations.
+    variance_propagation : {"scale", "estimate", "weighted", "complete"}, optional
+        How the output variance plane is made (module notes). Default "weighted" when both
         planes are given, otherwise "scale".
     workers : int, optional
         Threads for the FFTs (:mod:`scipy.fft` semantics).
@@ -445,7 +550,7 @@ def _decorrelate(
     """Apply ``filt`` to ``mi``; also return the reach of ψ."""
     have_planes = science_variance_plane is not None and template_variance_plane is not None
     if variance_propagation is None:
-        variance_propagation = "estimate" if have_planes else "scale"
+        variance_propagation = "weighted" if have_planes else "scale"
     if variance_propagation not in _PROPAGATIONS:
         msg = f"variance_propagation must be one of {_PROPAGATIONS}, got {variance_propagation!r}"
         raise DecorrelationError(msg)
@@ -455,19 +560,36 @@ def _decorrelate(
 
     image = mi.image.array
     variance = mi.variance.array
-    excluded = ~np.isfinite(image) | ((mi.mask.array & Mask.getPlaneBitMask("NO_DATA")) != 0)
-    if excluded.all():
+    included = np.isfinite(image)
+    _and_unmasked(included, mi.mask.array, Mask.getPlaneBitMask("NO_DATA"))
+    any_excluded = not included.all()
+    if any_excluded and not included.any():
         msg = "the difference image has no finite pixel without NO_DATA; nothing to decorrelate"
         raise DecorrelationError(msg)
-    level = float(np.median(image[~excluded]))
+    level = _median(image[included] if any_excluded else image.ravel())
+    excluded = np.logical_not(included, out=included)
     data = image - level
-    data[excluded] = 0.0
+    if any_excluded:
+        np.copyto(data, 0.0, where=excluded)
 
     ry, rx = filt.reach
     kh, kw = filt.kernel.shape
-    shape = (_fft.next_fast_len(image.shape[0] + ry + kh), _fft.next_fast_len(image.shape[1] + rx + kw))
-    phi = filt.phi(shape)
-    out_image = _circular_apply(data, phi, shape, workers) + level
+    # the FFT grid: the circular convolution must not bring a pixel within the reach of ψ from
+    # across the image border; excluded rows and columns along the border (the NaN frame of a
+    # convolved image) hold zeros and already keep that far apart (often all the padding needed)
+    frame = _excluded_frame(excluded, (ry, rx)) if any_excluded else (0, 0)
+    shape = (
+        _fft.next_fast_len(image.shape[0] + max(ry - frame[0], 0)),
+        _fft.next_fast_len(image.shape[1] + max(rx - frame[1], 0)),
+    )
+    # φ in the precision of the FFTs (scipy transforms a float32 image in single precision)
+    real = np.float32 if data.dtype == np.float32 else np.float64
+    out_image = _circular_apply(data, filt.phi(shape, dtype=real, workers=workers), shape, workers)
+    del data
+    if out_image.base is None and out_image.dtype == image.dtype:  # the transform's own array (no padding)
+        out_image += level
+    else:
+        out_image = np.add(out_image, level, out=np.empty(image.shape, dtype=image.dtype), casting="same_kind")
 
     if variance_propagation == "scale":
         out_var = variance * (filt.white_variance / filt.raw_variance)
@@ -476,16 +598,16 @@ def _decorrelate(
         tmp = _plane(template_variance_plane, image.shape, "template_variance_plane")
         var_u, var_c = (sci, tmp) if mode == "convolveTemplate" else (tmp, sci)
         g2 = filt.gain**2
-        if variance_propagation == "estimate":
-            # float64 arithmetic (as on whole float64 planes) in bands of rows, stored in the
-            # image's type: no plane-sized float64 temporaries
-            out_var = np.empty(image.shape, dtype=image.dtype)
-            scale_c = g2 * filt.kernel_sum**2
-            for r0 in range(0, image.shape[0], _VARIANCE_BAND_ROWS):
-                band = slice(r0, r0 + _VARIANCE_BAND_ROWS)
-                out_var[band] = filt.beta**2 * (var_u[band].astype(float) + scale_c * var_c[band].astype(float))
+        if variance_propagation in ("estimate", "weighted"):
+            if variance_propagation == "estimate":
+                scale_u, scale_c = filt.beta**2, filt.beta**2 * g2 * filt.kernel_sum**2
+            else:
+                scale_u, scale_c = filt.beta**2 * filt.unconvolved_gain, filt.beta**2 * filt.convolved_gain
+            out_var = _weighted_sum(var_u, scale_u, var_c, scale_c, image.dtype)
         else:
-            # exact for independent input pixels: each input's plane through the square of its filter
+            # exact for independent input pixels: each input's plane through the square of its
+            # filter (ψ⊛κ reaches a kernel farther than ψ: a grid padded for both)
+            shape = (_fft.next_fast_len(image.shape[0] + ry + kh), _fft.next_fast_len(image.shape[1] + rx + kw))
             psi = filt.psi(shape)
             h_c = _fft.irfft2(filt.convolved_transfer(shape), s=shape)
             var_u, var_c = np.asarray(var_u, dtype=float), np.asarray(var_c, dtype=float)
@@ -494,11 +616,10 @@ def _decorrelate(
             part_c = _circular_apply(np.where(zero, 0.0, var_c), _fft.rfft2(h_c**2), shape, workers)
             out_var = filt.beta**2 * (part_u + g2 * part_c)
 
-    dtype = image.dtype
-    out_image = out_image.astype(dtype, copy=False)
-    out_var = np.asarray(out_var).astype(dtype, copy=False)  # every branch made a new array
-    out_image[excluded] = image[excluded]
-    out_var[excluded] = variance[excluded]
+    out_var = np.asarray(out_var).astype(image.dtype, copy=False)  # every branch made a new array
+    if any_excluded:
+        np.copyto(out_image, image, where=excluded)
+        np.copyto(out_var, variance, where=excluded)
     origin = mi.getXY0()
     result = MaskedImage(
         Image(out_image, xy0=origin), Mask(mi.mask.array.copy(), xy0=origin), Image(out_var, xy0=origin)
@@ -563,11 +684,15 @@ def clipped_variance(
     mi = _as_masked_image(masked_image, "masked_image")
     names = [bad_planes] if isinstance(bad_planes, str) else list(bad_planes)
     bits = Mask.getPlaneBitMask(names) if names else 0
-    values = mi.variance.array[(mi.mask.array & bits) == 0]
-    mean = _clipped_mean(values)
+    variance = mi.variance.array
+    usable = np.isfinite(variance)
+    if bits:
+        _and_unmasked(usable, mi.mask.array, bits)
+    values = variance[usable]
+    mean = _clipped_mean(values) if values.size < _LARGE else _clipped_mean_large(values, finite=True)
     if not (math.isfinite(mean) and mean > 0):
         msg = (
-            f"no usable variance: clipped mean {mean!r} over {values.size} unmasked pixels "
+            f"no usable variance: clipped mean {mean!r} over {values.size} finite unmasked pixels "
             f"(ignoring {names!r}); check the variance plane or the ignored mask planes"
         )
         raise DecorrelationError(msg)
@@ -610,6 +735,178 @@ def _clipped_mean(values: np.ndarray, nsigma: float = 3.0, niter: int = 3) -> fl
     return centre
 
 
+#: Arrays at least this long take the selection and clipping paths below (smaller ones: numpy's).
+_LARGE = 1 << 17
+#: Size of the strided sample that brackets order statistics of a large array.
+_SAMPLE = 1 << 15
+#: Half-width of a bracket, in standard deviations of a sample rank (a miss only costs time).
+_BRACKET_SIGMAS = 4.0
+#: Elements per chunk of the float64 sums of :func:`_clipped_mean_large` (cache-sized temporaries).
+_CHUNK = 1 << 17
+#: Values farther than this many initial clipping half-widths from the median are summed apart.
+_WINDOW = 64.0
+
+
+def _order_statistics(data: np.ndarray, ranks: Sequence[int]) -> np.ndarray:
+    """``np.partition(data, ranks)[ranks]`` for a 1-D array without NaN, doing less work when large.
+
+    A strided sample of :data:`_SAMPLE` values brackets each rank; only the values inside
+    a bracket (a few per cent) are partitioned, after counting those below it, which is exact
+    whatever the sample. A bracket that misses its rank (improbable; a sample is not random, so
+    possible for contrived data) falls back to the whole array.
+    """
+    ranks = np.asarray(ranks, dtype=np.intp)
+    n = data.size
+    if n < _LARGE:
+        return np.partition(data, ranks)[ranks]
+    sample = data[:: n // _SAMPLE].copy()
+    size = sample.size
+    p = (ranks + 0.5) / n
+    half = _BRACKET_SIGMAS * np.sqrt(size * p * (1.0 - p)) + 2.0
+    first = np.floor(p * size - half).astype(np.intp)
+    last = np.ceil(p * size + half).astype(np.intp)
+    # only the bracket ends of the sample need to be in place
+    ends = np.unique(np.concatenate([first[first >= 0], last[last < size]]))
+    if ends.size:
+        sample.partition(ends)
+    # overlapping brackets (two middle values, close percentiles) share one selection
+    groups: list[tuple[int, list[int], int]] = []
+    for k in np.argsort(ranks, kind="stable"):
+        if groups and first[k] <= groups[-1][2]:
+            lo, members, hi = groups[-1]
+            groups[-1] = (lo, [*members, int(k)], max(hi, int(last[k])))
+        else:
+            groups.append((int(first[k]), [int(k)], int(last[k])))
+    out = np.empty(ranks.size, dtype=data.dtype)
+    above_low = np.empty(n, dtype=bool)  # work arrays shared by the groups
+    below_high = np.empty(n, dtype=bool)
+    for lo, members, hi in groups:
+        inside, below = data, 0
+        if lo >= 0:
+            np.greater_equal(data, sample[lo], out=above_low)
+            below = n - int(np.count_nonzero(above_low))
+        if hi < size:
+            np.less_equal(data, sample[hi], out=below_high)
+            if lo >= 0:
+                np.logical_and(above_low, below_high, out=below_high)
+            inside = data[below_high]
+        elif lo >= 0:
+            inside = data[above_low]
+        kth = ranks[members] - below
+        if kth.min() < 0 or kth.max() >= inside.size:
+            inside, kth = data, ranks[members]
+        out[members] = np.partition(inside, kth)[kth]
+    return out
+
+
+def _percentiles(data: np.ndarray, percents: Sequence[float]) -> list[float]:
+    """``np.percentile(data, percents)`` (linear interpolation) of a 1-D array without NaN, as floats."""
+    n = data.size
+    positions = [(n - 1) * (q / 100.0) for q in percents]
+    ranks = sorted({r for v in positions for r in (math.floor(v), min(math.floor(v) + 1, n - 1))})
+    values = dict(zip(ranks, (float(v) for v in _order_statistics(data, ranks)), strict=True))
+    out = []
+    for v in positions:
+        low = math.floor(v)
+        a, b, t = values[low], values[min(low + 1, n - 1)], v - low
+        # numpy's lerp: from the nearer end
+        out.append(b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t)
+    return out
+
+
+def _median(data: np.ndarray) -> float:
+    """``np.median`` of a 1-D array without NaN (the two middle values averaged in its own type)."""
+    n = data.size
+    if n % 2:
+        return float(_order_statistics(data, [n // 2])[0])
+    low, high = _order_statistics(data, [n // 2 - 1, n // 2])
+    return float((low + high) / data.dtype.type(2)) if data.dtype.kind == "f" else float((low + high) / 2.0)
+
+
+def _clipped_mean_large(values: np.ndarray, nsigma: float = 3.0, niter: int = 3, *, finite: bool = False) -> float:
+    """:func:`_clipped_mean` of a large array, in a few passes over it.
+
+    The same clipping (quartiles of the finite values, then ``niter`` passes keeping
+    ``|x − centre| <= half_width`` in float64) with the same kept sets: each pass tests only the
+    values outside bounds two units in the last place inside the exact ones, exactly, and takes the
+    kept sum and sum of squares as the totals minus those of the excluded values. The totals are
+    float64 sums of ``x − median`` over the values within :data:`_WINDOW` initial half-widths of
+    the median (so no far outlier takes precision from them); if a pass's bounds ever reach beyond
+    that window, :func:`_clipped_mean` is used instead. The mean agrees with :func:`_clipped_mean`
+    to rounding (about 1e-15 relative). ``finite=True`` skips the test for non-finite values.
+    """
+    data = np.asarray(values).ravel()
+    if data.dtype.kind != "f":
+        data = data.astype(np.float64)
+    if not finite:  # (``finite``: the caller knows every value is)
+        good = np.isfinite(data)
+        if not good.all():
+            data = data[good]
+        del good
+    n = data.size
+    if n == 0:
+        return math.nan
+    q25, median, q75 = _percentiles(data, [25.0, 50.0, 75.0])
+    centre, half_width = median, nsigma * IQ_TO_STDEV * (q75 - q25)
+    origin, window = median, _WINDOW * half_width
+    # float64 sums of x − origin over the window, a cache-sized chunk at a time
+    total = total_sq = 0.0
+    in_window = 0
+    shifted, work = np.empty(min(_CHUNK, n)), np.empty(min(_CHUNK, n))
+    keep = np.empty(min(_CHUNK, n), dtype=bool)
+    lowest, highest = origin - window, origin + window
+    for start in range(0, n, _CHUNK):
+        chunk = data[start : start + _CHUNK]
+        m = chunk.size
+        t = shifted[:m]
+        np.subtract(chunk, origin, out=t, dtype=np.float64)  # (float32 data: not in float32)
+        if not (lowest <= float(chunk.min()) and float(chunk.max()) <= highest):
+            k = keep[:m]
+            np.less_equal(np.abs(t, out=work[:m]), window, out=k)
+            np.multiply(t, k, out=t)
+            in_window += int(np.count_nonzero(k)) - m
+        in_window += m
+        total += float(t.sum())
+        total_sq += float(np.square(t, out=work[:m]).sum())  # (not t @ t: BLAS threads cost more than they save here)
+    ftype = data.dtype.type
+    outside = np.empty(n, dtype=bool)
+    high = np.empty(n, dtype=bool)
+
+    def beyond(low: Any, up: Any) -> np.ndarray:
+        """The values below ``low`` or above ``up``, as float64."""
+        np.less(data, low, out=outside)
+        np.logical_or(outside, np.greater(data, up, out=high), out=outside)
+        return data[outside].astype(np.float64)
+
+    # the values outside a core of the first bounds, extracted once: a pass whose bounds contain
+    # the core (the usual case) only has to test them
+    core_low, core_high = ftype(centre - 0.75 * half_width), ftype(centre + 0.75 * half_width)
+    edge = beyond(core_low, core_high)
+    for _ in range(niter):
+        if abs(centre - origin) + half_width > window:
+            return _clipped_mean(values, nsigma, niter)
+        if max(abs(float(core_low) - centre), abs(float(core_high) - centre)) <= half_width:
+            # fl(x − centre) is monotonic in x: the whole core passes when its ends do
+            candidates = edge
+        else:
+            # every value with |x − centre| > half_width is below low or above up: bounds two
+            # units in the last place inside the exact ones (a superset, whatever the rounding)
+            low = np.nextafter(np.nextafter(ftype(centre - half_width), ftype(math.inf)), ftype(math.inf))
+            up = np.nextafter(np.nextafter(ftype(centre + half_width), ftype(-math.inf)), ftype(-math.inf))
+            candidates = beyond(low, up)
+        shift = candidates - origin
+        excluded = shift[(np.abs(shift) <= window) & (np.abs(candidates - centre) > half_width)]
+        kept = in_window - excluded.size
+        if kept == 0:
+            return math.nan
+        kept_sum = total - float(excluded.sum())
+        kept_sq = total_sq - float(np.square(excluded).sum())
+        centre = origin + kept_sum / kept
+        variance = (kept_sq - kept_sum * kept_sum / kept) / (kept - 1) if kept > 1 else 0.0
+        half_width = nsigma * math.sqrt(max(variance, 0.0))
+    return centre
+
+
 # ------------------------------------------------------------------------------------------------
 # Task wrapper
 # ------------------------------------------------------------------------------------------------
@@ -624,7 +921,17 @@ class DecorrelateALKernelConfig(Config):
         False,
         description=(
             "Propagate the variance planes through the decorrelation filters exactly (slower) instead of "
-            "the per-pixel estimate var_U + kernelSum²·var_C."
+            "a per-pixel estimate (see weightVarPlanes)."
+        ),
+    )
+    weightVarPlanes: bool = Field(
+        True,
+        description=(
+            "Per-pixel variance estimate (when not completeVarPlanePropagation): weight each input's variance "
+            "plane by the noise gain of the filter applied to it, Σψ² for the unconvolved image and "
+            "Σ(ψ⊛κ)² for the convolved one (True), or by LSST's 1 and kernelSum² (False). Both give the "
+            "white variance for constant planes; only the weighted estimate follows the sources' own Poisson "
+            "variance when the science image is convolved, where ψ amplifies the template's noise several-fold."
         ),
     )
 
@@ -634,9 +941,10 @@ class DecorrelateALKernelTask(Task):
 
     The matching kernel is realised at the centre of the difference image; the science and
     template variances are clipped means over the difference's box, ignoring ``ignoreMaskPlanes``.
-    The output variance plane is the per-pixel estimate (or, with
-    ``completeVarPlanePropagation``, the exact propagation) described in :mod:`diffim.tasks.decorrelate`,
-    and the difference's PSF, if any, is replaced by its decorrelated image (``ψ ⊛ P``).
+    The output variance plane is the per-pixel estimate (``"weighted"``, or LSST's ``"estimate"``
+    without ``weightVarPlanes``; with ``completeVarPlanePropagation``, the exact propagation)
+    described in :mod:`diffim.tasks.decorrelate`, and the difference's PSF, if any, is replaced by
+    its decorrelated image (``ψ ⊛ P``).
 
     Metadata
     --------
@@ -703,7 +1011,10 @@ class DecorrelateALKernelTask(Task):
             psfMatchingKernel, science_variance=science_var, template_variance=template_var, mode=mode,
             position=centre, kernel_sum=kernelSum, normalization=normalization,
         )
-        propagation = "complete" if self.config.completeVarPlanePropagation else "estimate"
+        if self.config.completeVarPlanePropagation:
+            propagation = "complete"
+        else:
+            propagation = "weighted" if self.config.weightVarPlanes else "estimate"
         self.log.info(
             "Decorrelating the difference image (%s): science variance %.4g, template variance %.4g, kernel sum %.5g",
             mode, science_var, template_var, filt.kernel_sum,

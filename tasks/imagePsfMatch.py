@@ -24,6 +24,10 @@ from diffim.framework.task import AlgorithmError
 from diffim.framework.timing import timeMethod
 
 from .decorrelate import DecorrelateALKernelTask
+from .difference_background import REFIT_BAD_PLANES as _REFIT_BAD_PLANES  # noqa: F401 - re-exported for tests
+from .difference_background import evaluate as _evaluate  # noqa: F401 - re-exported for tests
+from .difference_background import refit_background as _refit_background
+from .difference_background import subtract_function as _subtract_function
 from .image import Exposure, Image, Mask, MaskedImage
 from .psfMatch import NoKernelCandidatesError, PsfMatchTask, PsfMatchTaskConfig
 from .selectKernelCandidates import SelectKernelCandidatesTask
@@ -932,119 +936,3 @@ def _associate(sources: Any, catalog: Any, radius: float) -> np.ndarray:
     ids = np.asarray(catalog["id"], dtype=np.int64) if "id" in catalog.colnames else np.arange(1, len(catalog) + 1)
     out[hit] = ids[index[hit]]
     return out
-
-
-#: Pixels left out of the background refit.
-_REFIT_BAD_PLANES = ("NO_DATA", "SAT", "BAD", "EDGE", "CR", "INTRP", "SUSPECT")
-
-
-def _evaluate(function: Any, bbox: Any) -> np.ndarray:
-    """A spatial function on every pixel of ``bbox`` (parent coordinates)."""
-    from .kernel.functions import Chebyshev1Function2, PolynomialFunction2, term_powers
-
-    xs = bbox.minX + np.arange(bbox.width, dtype=float)
-    ys = bbox.minY + np.arange(bbox.height, dtype=float)
-    if type(function) in (Chebyshev1Function2, PolynomialFunction2):
-        # terms are products f_i(x) g_j(y) whose (i, 0) and (0, j) terms are the factors: two
-        # vectors per term instead of the whole grid
-        powers = term_powers(function.order)
-        index = {p: t for t, p in enumerate(powers)}
-        along_x = np.atleast_2d(function.term_values(xs, ys[0]))
-        along_y = np.atleast_2d(function.term_values(xs[0], ys))
-        out = np.zeros((bbox.height, bbox.width))
-        for t, (i, j) in enumerate(powers):
-            coefficient = function.getParameters()[t]
-            if coefficient != 0.0:
-                out += coefficient * np.outer(along_y[:, index[(0, j)]], along_x[:, index[(i, 0)]])
-        return out
-    return np.broadcast_to(np.asarray(function(xs[None, :], ys[:, None]), dtype=float), (bbox.height, bbox.width))
-
-
-#: Rows per block when a spatial function is evaluated over a whole image (bounds the temporaries).
-_BAND_ROWS = 128
-
-
-def _band(bbox: Any, r0: int, r1: int) -> Any:
-    """Rows ``r0:r1`` (array rows) of ``bbox`` as a box."""
-    from .image import Box2I
-
-    return Box2I((bbox.minX, bbox.minY + r0), (bbox.width, r1 - r0))
-
-
-def _subtract_function(image: np.ndarray, function: Any, bbox: Any) -> None:
-    """``image -= function`` in place, in bands of rows (computed in float64, stored in ``image``'s type)."""
-    for r0 in range(0, bbox.height, _BAND_ROWS):
-        r1 = min(r0 + _BAND_ROWS, bbox.height)
-        np.subtract(image[r0:r1], _evaluate(function, _band(bbox, r0, r1)), out=image[r0:r1], casting="same_kind")
-
-
-def _bin_medians(values: np.ndarray, good: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Count and median (``np.median``'s value, in ``values``' type) of the good pixels of each
-    ``size``-wide bin of a band of rows; the last bin may be narrower."""
-    rows, width = values.shape
-    n_bins = -(-width // size)
-    pad = n_bins * size - width
-    v = np.pad(values, ((0, 0), (0, pad))) if pad else values
-    g = np.pad(good, ((0, 0), (0, pad))) if pad else good
-    v = v.reshape(rows, n_bins, size).swapaxes(0, 1).reshape(n_bins, rows * size)
-    g = g.reshape(rows, n_bins, size).swapaxes(0, 1).reshape(n_bins, rows * size)
-    v = np.where(g, v, np.nan)
-    v.sort(axis=1)  # NaN last
-    n = g.sum(axis=1)
-    k = np.maximum(n, 1)
-    at = np.arange(n_bins)
-    lower, upper = v[at, (k - 1) // 2], v[at, k // 2]
-    # np.median averages the two middle values in the array's own type
-    return n, np.where(k % 2 == 1, lower, (lower + upper) / values.dtype.type(2))
-
-
-def _refit_background(image: np.ndarray, mask: np.ndarray, variance: np.ndarray, base: Any, bbox: Any,
-                      bin_size: int) -> Any:
-    """``base`` plus a function of its kind fitted to robust bin medians of ``image - base``.
-
-    Bins with fewer than a quarter of their pixels usable are skipped; bins more than 5 sigma off
-    the first fit (a bright residual, a transient) are dropped and the fit repeated once. The
-    residual is formed one band of bins at a time and every bin of a band is done at once.
-    """
-    from .image.mask_planes import mask_planes
-
-    bits = Mask.getPlaneBitMask([p for p in _REFIT_BAD_PLANES if p in mask_planes])
-    h, w = image.shape
-    size = int(max(8, min(bin_size, max(h // 2, 1), max(w // 2, 1))))
-    xs, ys, values, weights = [], [], [], []
-    for r0 in range(0, h, size):
-        r1 = min(r0 + size, h)
-        resid = image[r0:r1] - _evaluate(base, _band(bbox, r0, r1))
-        var = variance[r0:r1]
-        with np.errstate(invalid="ignore"):
-            good = ((mask[r0:r1] & bits) == 0) & np.isfinite(resid) & np.isfinite(var) & (var > 0)
-        n, medians = _bin_medians(resid, good, size)
-        _, var_medians = _bin_medians(var, good, size)
-        widths = np.minimum(size, w - np.arange(n.size) * size)
-        enough = n >= np.maximum(16, ((r1 - r0) * widths) // 4)
-        # sums of the good pixels' row and column offsets in their bin (integers: exact means)
-        starts = np.arange(0, w, size)
-        row_sums = np.add.reduceat((good * np.arange(r1 - r0)[:, None]).sum(axis=0), starts)
-        col_sums = np.add.reduceat(good.sum(axis=0) * (np.arange(w) % size), starts)
-        for b in np.flatnonzero(enough):
-            count = int(n[b])
-            xs.append(bbox.minX + b * size + col_sums[b] / count)
-            ys.append(bbox.minY + r0 + row_sums[b] / count)
-            values.append(float(medians[b]))
-            # the median of n Gaussian values has variance (pi/2) var / n
-            weights.append(count / (0.5 * math.pi * float(var_medians[b])))
-    n_terms = base.getNParameters()
-    if len(values) < 2 * n_terms:
-        return base
-    xs_a, ys_a, v, wt = (np.asarray(a, dtype=float) for a in (xs, ys, values, weights))
-    design = np.asarray(base.term_values(xs_a, ys_a), dtype=float).reshape(v.size, n_terms)
-    keep = np.ones(v.size, dtype=bool)
-    params = np.zeros(n_terms)
-    for _ in range(2):
-        sw = np.sqrt(wt[keep])
-        params = np.linalg.lstsq(design[keep] * sw[:, None], v[keep] * sw, rcond=None)[0]
-        new_keep = np.abs((v - design @ params) * np.sqrt(wt)) <= 5.0
-        if new_keep.sum() < 2 * n_terms or np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    return base.copy_with(np.asarray(base.getParameters()) + params)

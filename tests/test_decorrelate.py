@@ -5,13 +5,20 @@ from __future__ import annotations
 import itertools
 import math
 
+import diffim.tasks.decorrelate as decorrelate_module
 import numpy as np
 import pytest
-
+from diffim.tasks import ImagePsfMatchTask
 from diffim.tasks.decorrelate import (
+    DEFAULT_IGNORE_PLANES,
     DecorrelateALKernelConfig,
     DecorrelateALKernelTask,
     DecorrelationError,
+    _clipped_mean_large,
+    _median,
+    _order_statistics,
+    _percentiles,
+    _whitening,
     clipped_variance,
     decorrelate_difference,
     decorrelate_psf_image,
@@ -19,8 +26,9 @@ from diffim.tasks.decorrelate import (
 )
 from diffim.tasks.image import Box2I, Exposure, Mask, MaskedImage
 from diffim.tasks.kernel import FixedKernel, GaussianKernel, LinearCombinationKernel
-from diffim.tasks.kernel.convolve import convolveAndSubtract
+from diffim.tasks.kernel.convolve import convolve, convolveAndSubtract
 from diffim.tasks.kernel.functions import Chebyshev1Function2
+from diffim.tasks.matching.clipping import clipped_mean_std
 from diffim.tasks.psf import GaussianPsf, ImagePsf
 
 SIZE = 256
@@ -86,7 +94,7 @@ def test_pixel_std_and_variance_plane() -> None:
     assert diff.variance.array[INNER].mean() < 0.8 * expected**2
 
 
-@pytest.mark.parametrize("propagation", ["estimate", "complete"])
+@pytest.mark.parametrize("propagation", ["estimate", "weighted", "complete"])
 def test_variance_from_input_planes(propagation: str) -> None:
     science, template = _noise(11, SIGMA_S), _noise(12, SIGMA_T)
     kernel = _kernel()
@@ -240,6 +248,179 @@ def test_spatially_varying_kernel_realised_at_centre() -> None:
     assert float(np.mean(stds)) == pytest.approx(math.sqrt(SIGMA_S**2 + centre_sum**2 * SIGMA_T**2), rel=0.02)
     after = np.mean(after, axis=0)
     assert np.all(np.abs(after / after.mean() - 1.0) < 0.04)
+
+
+# -- (6b) convolveScience: the variance plane near bright stars ------------------------------------
+def _bright_star_pair(seed: int, size: int = 256, ratio: float = 1.3) -> tuple[MaskedImage, MaskedImage, FixedKernel, np.ndarray]:
+    """Sharp science (σ 1.2 px, sky-limited) and broad deep template (σ 2 px, 4-exposure stack) of
+    16 bright stars, the template exactly κ⋆science (κ sums to 1/ratio), noise with Poisson
+    variance; and the apertures (1.5 template FWHM) around the stars."""
+    yy, xx = np.mgrid[:size, :size]
+    centres = [(y, x) for y in range(40, size - 30, 58) for x in range(40, size - 30, 58)]
+    science_model = np.zeros((size, size))
+    for y, x in centres:
+        science_model += ratio * 2e5 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.2**2) / (2 * np.pi * 1.2**2)
+    shape = GaussianKernel(15, 15, math.sqrt(2.0**2 - 1.2**2)).computeImage()
+    kernel = FixedKernel(shape / shape.sum() / ratio)
+    template_model = np.nan_to_num(convolve(MaskedImage(science_model, variance=0.0), kernel).image.array)
+    var_s, var_t = 100.0 + science_model, 4.0 + template_model / 4.0
+    rng = np.random.default_rng(seed)
+    science = MaskedImage(science_model + rng.normal(size=(size, size)) * np.sqrt(var_s), variance=var_s)
+    template = MaskedImage(template_model + rng.normal(size=(size, size)) * np.sqrt(var_t), variance=var_t)
+    apertures = np.zeros((size, size), dtype=bool)
+    for y, x in centres:
+        apertures |= np.hypot(xx - x, yy - y) <= 1.5 * 2.3548 * 2.0
+    return science, template, kernel, apertures
+
+
+def test_convolve_science_variance_plane_follows_bright_stars() -> None:
+    """Whitening boosts the template's noise (Σψ² ≈ 6 here): the variance plane must say so.
+
+    D/sqrt(V) around bright stars has unit scatter with the weighted (default) and complete
+    propagations; LSST's estimate var_T + s²var_S is far too low there.
+    """
+    ratio = 1.3
+    n = 1.0 / ratio  # the kernel sum the difference is divided by: science units
+    chi: dict[str, list[np.ndarray]] = {"estimate": [], "weighted": [], "complete": []}
+    for seed in range(4):
+        science, template, kernel, apertures = _bright_star_pair(seed, ratio=ratio)
+        diff = convolveAndSubtract(science, template, kernel, invert=False)
+        diff *= 1.0 / n
+        kwargs = {
+            "science_variance": clipped_variance(science), "template_variance": clipped_variance(template),
+            "mode": "convolveScience", "kernel_sum": n, "normalization": "difference",
+            "science_variance_plane": science.variance, "template_variance_plane": template.variance,
+        }
+        for propagation, values in chi.items():
+            out = decorrelate_difference(diff, kernel, variance_propagation=propagation, **kwargs)
+            values.append(out.image.array[apertures] / np.sqrt(out.variance.array[apertures]))
+    std = {name: float(np.concatenate(values).std()) for name, values in chi.items()}
+    assert std["weighted"] == pytest.approx(1.0, abs=0.05), std
+    assert std["complete"] == pytest.approx(1.0, abs=0.05), std
+    assert std["estimate"] > 1.5, std
+    filt = _whitening(kernel, science_variance=100.0, template_variance=4.0, mode="convolveScience",
+                      position=(128.0, 128.0), kernel_sum=n, normalization="difference")
+    assert filt.unconvolved_gain > 4.0  # the template's noise, amplified
+
+
+@pytest.mark.parametrize(("mode", "normalization"), [("convolveTemplate", "none"), ("convolveScience", "difference"),
+                                                     ("convolveScience", "matched")])
+def test_noise_gains_are_those_of_the_filters(mode: str, normalization: str) -> None:
+    kernel = _kernel()
+    filt = _whitening(kernel, science_variance=1.0, template_variance=0.3, mode=mode, position=(0.0, 0.0),
+                      kernel_sum=1.1, normalization=normalization)
+    shape = (256, 256)
+    psi = decorrelate_module._fft.irfft2(filt.phi(shape), s=shape)
+    h = decorrelate_module._fft.irfft2(filt.convolved_transfer(shape), s=shape)
+    assert filt.unconvolved_gain == pytest.approx(float(np.sum(psi**2)), rel=1e-6)
+    assert filt.convolved_gain == pytest.approx(filt.gain**2 * float(np.sum(h**2)), rel=1e-6)
+    white = filt.beta**2 * (filt.unconvolved_gain * filt.v_u + filt.convolved_gain * filt.v_c)
+    assert white == pytest.approx(filt.white_variance, rel=1e-12)
+
+
+def test_task_variance_on_a_generated_convolve_science_pair() -> None:
+    """ImagePsfMatchTask, template broader than the science (mode auto: convolveScience), with
+    doDecorrelation: D/sqrt(V) around bright stars has unit scatter (LSST's estimate: ~1.7)."""
+    size, ratio, sigma_s, sigma_t = 256, 1.3, 1.3, 2.0
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    xs, ys = rng.uniform(20, size - 20, 30), rng.uniform(20, size - 20, 30)
+    fluxes = 10 ** rng.uniform(3.5, 5.5, 30)
+
+    def render(sigma: float, scale: float) -> np.ndarray:
+        image = np.zeros((size, size))
+        for x, y, flux in zip(xs, ys, fluxes, strict=True):
+            image += scale * flux * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / sigma**2) / (2 * np.pi * sigma**2)
+        return image
+
+    science_model, template_model = render(sigma_s, ratio) + 200.0, render(sigma_t, 1.0) + 50.0
+    var_s, var_t = 25.0 + science_model, 4.0 + template_model / 4.0
+    science = Exposure(MaskedImage((science_model + rng.normal(size=(size, size)) * np.sqrt(var_s)).astype(np.float32),
+                                   variance=var_s.astype(np.float32)))
+    template = Exposure(MaskedImage((template_model + rng.normal(size=(size, size)) * np.sqrt(var_t)).astype(np.float32),
+                                    variance=var_t.astype(np.float32)))
+    config = ImagePsfMatchTask.ConfigClass()
+    config.doDecorrelation = True
+    config.doQa = False
+    config.kernel.active.spatialKernelOrder = 0  # the truth: one kernel, no background
+    config.kernel.active.spatialBgOrder = 0
+    task = ImagePsfMatchTask(config=config)
+    result = task.subtractExposures(template, science)
+    assert task.metadata["mode"] == "convolveScience"
+    diff = result.subtractedExposure
+    image, variance = diff.image.array.astype(float), diff.variance.array.astype(float)
+    apertures = np.zeros((size, size), dtype=bool)
+    for x, y in zip(xs[fluxes * ratio > 3e4], ys[fluxes * ratio > 3e4], strict=True):
+        apertures |= np.hypot(xx - x, yy - y) <= 1.5 * 2.3548 * sigma_s
+    good = apertures & np.isfinite(image) & (variance > 0)
+    assert good.sum() > 500
+    assert float(np.std(image[good] / np.sqrt(variance[good]))) == pytest.approx(1.0, abs=0.1)
+
+
+# -- clipped statistics on large arrays -----------------------------------------------------------
+def _large_samples() -> list[np.ndarray]:
+    rng = np.random.default_rng(8)
+    n = 300_000
+    base = rng.normal(100.0, 5.0, n)
+    outliers = base.copy()
+    outliers[: n // 20] += rng.uniform(0, 1e6, n // 20)  # far outliers (e.g. stars' variance)
+    holes = base.copy()
+    holes[::7] = np.nan
+    holes[3::11] = np.inf
+    skewed = rng.gamma(2.0, 10.0, n)
+    # a period equal to the sampling stride: the strided sample sees one value only
+    stride = n // 32768
+    periodic = np.tile(np.arange(stride, dtype=float), n // stride + 1)[:n] + rng.normal(0.0, 1e-3, n)
+    return [base.astype(np.float32), np.round(base), outliers, outliers.astype(np.float32), holes, skewed,
+            periodic, np.full(n, 42.0, dtype=np.float32)]
+
+
+def test_large_array_statistics_match_the_straightforward_ones() -> None:
+    for values in _large_samples():
+        finite = values[np.isfinite(values)]
+        assert _clipped_mean_large(values) == pytest.approx(clipped_mean_std(values)[0], rel=1e-12)
+        ranks = [0, 17, finite.size // 3, finite.size // 3 + 1, finite.size - 1]
+        assert np.array_equal(_order_statistics(finite, ranks), np.sort(finite)[ranks])
+        assert _percentiles(finite, [25.0, 50.0, 75.0]) == pytest.approx(
+            np.percentile(finite.astype(np.float64), [25.0, 50.0, 75.0]), rel=1e-15)
+        assert _median(finite) == float(np.median(finite))
+        assert _median(finite[1:]) == float(np.median(finite[1:]))  # the other parity
+
+
+def test_clipped_variance_of_a_large_image_matches_the_plain_clipping() -> None:
+    rng = np.random.default_rng(9)
+    mi = MaskedImage(np.zeros((600, 600), dtype=np.float32),
+                     variance=rng.normal(50.0, 2.0, (600, 600)).astype(np.float32))
+    mi.variance.array[100:140] += 1e4  # bright stars, flagged
+    mi.mask.set_plane("DETECTED", np.arange(600)[:, None] + np.zeros((1, 600), dtype=int) < 130)
+    mi.variance.array[500, :300] = 3e3  # unflagged outliers: clipped
+    bits = Mask.getPlaneBitMask(list(DEFAULT_IGNORE_PLANES))
+    reference = clipped_mean_std(mi.variance.array[(mi.mask.array & bits) == 0])[0]
+    assert clipped_variance(mi) == pytest.approx(reference, rel=1e-12)
+    assert clipped_variance(mi) == pytest.approx(50.0, rel=0.01)
+
+
+# -- FFT grid and precision -----------------------------------------------------------------------
+def test_border_frame_replaces_padding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NaN frame of a convolved difference stands in for FFT padding, to the tail tolerance."""
+    diff, kernel = next(_template_pairs(1))
+    kwargs = {"science_variance": SIGMA_S**2, "template_variance": SIGMA_T**2}
+    framed = decorrelate_difference(diff, kernel, **kwargs)
+    monkeypatch.setattr(decorrelate_module, "_excluded_frame", lambda excluded, reach: (0, 0))
+    padded = decorrelate_difference(diff, kernel, **kwargs)
+    assert np.nanmax(np.abs(framed.image.array - padded.image.array)) < 1e-5 * SIGMA_S
+    assert np.array_equal(np.isnan(framed.image.array), np.isnan(padded.image.array))
+
+
+def test_float32_difference_in_single_precision() -> None:
+    diff, kernel = next(_template_pairs(1))
+    single = MaskedImage(diff.image.array.astype(np.float32), Mask(diff.mask.array.copy()),
+                         diff.variance.array.astype(np.float32))
+    kwargs = {"science_variance": SIGMA_S**2, "template_variance": SIGMA_T**2}
+    out64 = decorrelate_difference(diff, kernel, **kwargs)
+    out32 = decorrelate_difference(single, kernel, **kwargs)
+    assert out32.image.array.dtype == np.float32
+    assert np.nanmax(np.abs(out32.image.array - out64.image.array)) < 1e-5 * SIGMA_S
 
 
 # -- clipped variance, kernel and PSF helpers -------------------------------------------------------
