@@ -318,13 +318,30 @@ def refit_background(image: np.ndarray, mask: np.ndarray, variance: np.ndarray, 
         return base
     xs_a, ys_a, v, wt = (np.asarray(a, dtype=float) for a in (xs, ys, values, weights))
     design = np.asarray(base.term_values(xs_a, ys_a), dtype=float).reshape(v.size, n_terms)
-    keep = np.ones(v.size, dtype=bool)
+    # A bin far off the others (a bright residual over most of it) would drag the first
+    # least-squares fit so far that the 5-sigma clip against it keeps too few bins: drop bins
+    # that are both significant and beyond 10 robust sigma of the bin values first.
+    keep = _robust_first_keep(v, wt)
+    if keep.sum() < 2 * n_terms:
+        keep = np.ones(v.size, dtype=bool)
     params = np.zeros(n_terms)
-    for _ in range(2):
+    for _ in range(3):
         sw = np.sqrt(wt[keep])
         params = np.linalg.lstsq(design[keep] * sw[:, None], v[keep] * sw, rcond=None)[0]
         new_keep = np.abs((v - design @ params) * np.sqrt(wt)) <= 5.0
-        if new_keep.sum() < 2 * n_terms or np.array_equal(new_keep, keep):
+        if new_keep.sum() < 2 * n_terms:
+            if not keep.all():
+                break  # the fit on the pre-clipped bins stands
+            return base  # the fit fails its own clip: keep the kernel fit's background
+        if np.array_equal(new_keep, keep):
             break
         keep = new_keep
     return base.copy_with(np.asarray(base.getParameters()) + params)
+
+
+def _robust_first_keep(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Bins not both beyond 10 robust sigma (1.4826 MAD) of the bin values and 5 sigma significant."""
+    centre = float(np.median(values))
+    spread = 1.4826 * float(np.median(np.abs(values - centre)))
+    off = np.abs(values - centre)
+    return ~((off > 10.0 * spread) & (off * np.sqrt(weights) > 5.0))

@@ -136,6 +136,24 @@ def test_refit_background_matches_the_plain_bin_loop_and_finds_the_background() 
     assert db.refit_background(image, np.full_like(mask, Mask.getPlaneBitMask("BAD")), variance, base, bbox, 32) is base
 
 
+def test_refit_background_survives_one_bin_far_off_the_others() -> None:
+    rng = np.random.default_rng(5)
+    bbox = Box2I((0, 0), (256, 160))
+    truth = Chebyshev1Function2.from_bbox(1, bbox, [3.0, 0.8, -0.5])
+    base = truth.copy_with([2.5, 0.0, 0.0])
+    variance = np.ones((160, 256), dtype=np.float32)
+    image = (db.evaluate(truth, bbox) + rng.normal(size=(160, 256))).astype(np.float32)
+    image[64:92, 100:126] += 500.0  # most of one 32x32 bin: a bright unmasked residual
+    mask = np.zeros(image.shape, dtype=np.int32)
+    refit = db.refit_background(image, mask, variance, base, bbox, 32)
+    assert np.asarray(refit.getParameters()) == pytest.approx([3.0, 0.8, -0.5], abs=0.05)
+    # a real gradient is not mistaken for outliers: a steep plane is still recovered
+    steep = truth.copy_with([3.0, 40.0, -25.0])
+    image = (db.evaluate(steep, bbox) + rng.normal(size=(160, 256))).astype(np.float32)
+    refit = db.refit_background(image, mask, variance, base, bbox, 32)
+    assert np.asarray(refit.getParameters()) == pytest.approx([3.0, 40.0, -25.0], abs=0.05)
+
+
 def test_image_psf_match_uses_these_helpers() -> None:
     from diffim.tasks import imagePsfMatch
 
