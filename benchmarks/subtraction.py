@@ -30,10 +30,14 @@ the task's metadata (mode, nGoodCandidates, NFalsePositives*) and the run time o
 ``subtractExposures``. An ``ideal`` row (science minus its noiseless static model: what a perfect
 subtraction gives on this noise realisation) is scored for each variant.
 
-Caveat for ``broadtemplate``: the difference has the *template* PSF and noise
-``η·V_S + r²·V_T``, while score_diff assumes the science PSF and ``V_S + r²·η·V_T``; its ``[model]``
-RMS and transient S/N "ideal" do not apply; the ``[self]`` RMS, the implied scale and the kernel
-sum do.
+Caveat for ``broadtemplate`` (and every ``convolveScience`` row): the difference has the
+*template* PSF and noise ``η·V_S + r²·V_T``, while score_diff assumes the template was convolved:
+the science PSF and ``V_S + r²·η·V_T``. Its ``[model]`` RMS and transient S/N "ideal" do not
+apply, and neither does its ``[self]`` RMS: that only rescales the same assumed variance map by
+the background noise ratio, which fixes its level but not its shape around stars (the kernel's
+``η`` is on the wrong image). The meaningful RMS of these rows is the one against the task's own
+variance plane, column "rms task" (``nrms_task``), and it is the one ``check_row`` judges them by.
+The implied scale and the kernel sum apply as for the other variants.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ noise: with white input noise of variances ``v_u`` and ``v_c`` its power spectru
 where ``κ̂ → 0``. Detection thresholds computed from the per-pixel variance are then wrong. The
 filter
 
-    φ(k) = sqrt((v_u + v_c·κ_sum²) / (v_u + v_c·|κ̂(k)|²))
+    ``φ(k) = sqrt((v_u + v_c·κ_sum²) / (v_u + v_c·|κ̂(k)|²))``
 
 makes the spectrum flat at its ``k = 0`` value ``v_u + v_c·κ_sum²``; since ``|κ̂(0)| = κ_sum``,
 ``φ(0) = 1`` and fluxes are unchanged. ``κ`` is the matching kernel realised at one position (the
@@ -946,8 +946,10 @@ class DecorrelateALKernelTask(Task):
     described in :mod:`diffim.tasks.decorrelate`, and the difference's PSF, if any, is replaced by
     its decorrelated image (``ψ ⊛ P``).
 
-    Metadata
-    --------
+    Notes
+    -----
+    **Metadata** (every key is declared in :mod:`diffim.tasks.metadata_keys`):
+
     ``scienceVarianceMean``, ``templateVarianceMean``
         The clipped-mean variances used.
     ``decorrelationKernelSum``

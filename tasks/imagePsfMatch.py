@@ -195,9 +195,10 @@ class ImagePsfMatchTask(PsfMatchTask):
     LSST's rule: convolve the template unless its PSF is wider than the science PSF along both
     x and y.
 
-    Difference image
-    ----------------
-    Always in the **science image's photometric units** (same zero point and PhotoCalib):
+    Notes
+    -----
+    **Difference image**: always in the science image's photometric units (same zero point and
+    PhotoCalib):
 
     * convolveTemplate: ``D = S − (K ⋆ T) − bg``; PSF = science PSF.
     * convolveScience: ``D = ((K ⋆ S) + bg − T) / k``, ``k`` the kernel sum at the centre of the
@@ -215,10 +216,11 @@ class ImagePsfMatchTask(PsfMatchTask):
     prefer the direction that convolves the deeper image when the PSFs allow it; "auto" follows
     LSST and looks at the PSF widths only.
 
-    Metadata
-    --------
-    ``mode`` ("convolveTemplate"/"convolveScience"), ``convolvedExposure`` ("Template"/"Science", LSST)
-        The direction used.
+    **Metadata** (every key is declared in :mod:`diffim.tasks.metadata_keys`):
+
+    ``mode``, ``convolvedExposure``
+        The direction used: "convolveTemplate"/"convolveScience", and LSST's
+        "Template"/"Science".
     ``templatePsfFwhm``, ``sciencePsfFwhm``
         PSF FWHMs (pixels) used to scale the basis; ``*PsfFwhmSource`` says where they came from.
     ``nKernelSources``
@@ -227,8 +229,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         Science/template flux ratio implied by the kernel sum at the image centre.
     ``differenceUnits``
         "science": the difference is in science-image units.
-    ``NFalsePositivesTotal``, ``NFalsePositivesRefAssociated``, ``NFalsePositivesSrcAssociated``,
-    ``NFalsePositivesUnassociated``
+    ``NFalsePositives<Total|RefAssociated|SrcAssociated|Unassociated>``
         QA (``doQa``): sources at ``qaDetectionThreshold`` sigma in the difference (both signs; with
         ``qaIgnoreFlagged`` those touching saturated, masked or edge pixels are not counted); of
         those within ``qaMatchRadiusPix`` of a template source (``refMatchId`` > 0), of a science
@@ -238,12 +239,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         and sources of both images), ``psfEstimation``, ``selection``, ``fit`` (kernel candidates
         and the spatial solution), ``convolve``, ``difference``, ``decorrelate``, ``qa``
         (``benchmarks/subtraction_speed.py`` prints them).
+
     Plus the :class:`~diffim.tasks.psfMatch.PsfMatchTask` keys (``spatialKernelSum``,
     ``spatialConditionNum``, ``ALBasis*``, ``KCDiffim*``...).
 
-    Debug (module ``diffim.tasks.imagePsfMatch``, LSST ``lsst.ip.diffim.imagePsfMatch``)
-    -----------------------------------------------------------------------------------
-    With ``display`` set, the ``diffim_debug_display`` hook is called at stages
+    **Debug flags** (module ``diffim.tasks.imagePsfMatch``, LSST ``lsst.ip.diffim.imagePsfMatch``):
+    with ``display`` set, the ``diffim_debug_display`` hook is called at stages
     ``"imagePsfMatch.template"`` (``image``, title "Image to convolve"; LSST flag
     ``displayTemplate``), ``"imagePsfMatch.science"`` ("Image to not convolve"; ``displaySciIm``),
     ``"imagePsfMatch.cells"`` (``maskedImage``, ``cellSet``; ``displaySpatialCells``) and

@@ -514,7 +514,9 @@ class MigrationTable(GeneratingDirective):
                 shown = f":py:{'mod' if kind == 'module' else 'obj'}:`{ours}`"
             else:
                 shown = literal(ours)
-            rows.append([literal(lsst), shown, notes])
+            # "-" in the LSST column: a diffim-only name
+            lsst_shown = "—" if lsst == diffim_names.NO_EQUIVALENT else literal(lsst)
+            rows.append([lsst_shown, shown, notes])
         lines = []
         if self.arguments:
             lines += [f".. rubric:: {self.arguments[0]}", ""]

@@ -11,8 +11,9 @@ A migration table is a directive whose content has one row per line, cells separ
 
        lsst.ip.diffim.psfMatch | diffim.tasks.psfMatch | configs and PsfMatchTask
 
-The columns are the LSST name, the diffim name (``-`` when there is no equivalent: say why in
-the notes) and notes. Every diffim name must resolve for the table's kind (`KINDS`).
+The columns are the LSST name (``-`` for a diffim-only name), the diffim name (``-`` when there
+is no equivalent: say why in the notes) and notes. Every diffim name must resolve for the
+table's kind (`KINDS`).
 """
 
 from __future__ import annotations
