@@ -383,6 +383,19 @@ def test_plain_variance_from_sky_noise(tmp_path: Path) -> None:
     assert abs(np.median(with_gain / truth) - 1) < 0.05
 
 
+def test_plain_variance_ignores_large_scale_sky_structure(tmp_path: Path) -> None:
+    # a sky gradient of 200 ADU across the frame and a broad "galaxy": the whole-image MAD counts
+    # them as noise (sigma ~ 60), the per-box MAD does not
+    rng = np.random.default_rng(12)
+    yy, xx = np.mgrid[:256, :320]
+    sky = 1000.0 + 200.0 * xx / 320 + 300.0 * np.exp(-((xx - 200) ** 2 + (yy - 120) ** 2) / (2 * 40.0**2))
+    image = (sky + rng.normal(0.0, 10.0, sky.shape)).astype(np.float32)
+    path = tmp_path / "gradient.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    var = read_exposure(path).variance.array
+    assert np.sqrt(var[0, 0]) == pytest.approx(10.0, rel=0.05)
+
+
 def test_plain_nan_saturation_and_header(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     image = rng.normal(100.0, 3.0, (30, 40)).astype(np.float32)
