@@ -429,3 +429,18 @@ def test_background_fast_paths_match_the_plain_ones(monkeypatch: pytest.MonkeyPa
     b = big[3:36, 1:]  # a row slice with a row stride wider than its width
     out = np.empty((70, 999))
     assert np.allclose(tiled_matmul(a, b, out), a @ b, rtol=1e-13, atol=1e-12)
+
+
+def test_stellar_sigma_finds_the_stars_among_bright_galaxies() -> None:
+    from diffim.tasks.detection.measure import stellar_sigma
+
+    rng = np.random.default_rng(8)
+    stars = 1.0 * (1 + 0.01 * rng.normal(size=9))
+    galaxies = np.exp(rng.uniform(np.log(2.0), np.log(6.0), 90))
+    hot_pixels = np.full(6, 0.3)  # unflagged cosmic rays: smaller than any star, never the group
+    assert stellar_sigma(np.concatenate([stars, galaxies, hot_pixels])) == pytest.approx(1.0, rel=0.02)
+    # a star field: the median, as before
+    field = 1.5 * (1 + 0.03 * rng.normal(size=200))
+    assert stellar_sigma(field) == np.median(field)
+    # a few galaxies only: no compact group below the median, the median stands
+    assert stellar_sigma(galaxies[:4]) == np.median(galaxies[:4])

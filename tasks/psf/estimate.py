@@ -23,6 +23,7 @@ from scipy.optimize import least_squares
 
 from diffim.tasks.detection import Background, adaptive_sigma, cutouts, detect_sources, estimate_background
 from diffim.tasks.detection._pixels import unpack_pixels
+from diffim.tasks.detection.measure import stellar_sigma
 from diffim.tasks.psf.models import ImagePsf
 
 __all__ = ["PsfEstimate", "PsfEstimationError", "ProfileFit", "estimate_psf", "fit_psf_profile"]
@@ -225,6 +226,12 @@ def estimate_psf(
     sig, _, _ = adaptive_sigma(stamps[:, big - half : big + half + 1, big - half : big + half + 1], sigma0=max(fwhm0, 1.0) / _FWHM_PER_SIGMA)
     ok = np.isfinite(sig)
     if ok.sum() >= 3:
+        # a compact group of stars well below the median size (a galaxy-dominated field): keep
+        # only sources near it before clipping, or the clipping centres on the galaxies
+        centre = stellar_sigma(sig[ok], min_members=3)
+        if centre < np.median(sig[ok]):
+            ok &= np.abs(np.log(np.where(ok, sig, 1.0) / centre)) <= math.log(1.15)
+    if ok.sum() >= 3:
         clipped = sigma_clip(sig[ok], sigma=size_clip, maxiters=5, cenfunc="median", stdfunc="mad_std")
         good_size = np.zeros_like(ok)
         good_size[np.nonzero(ok)[0][~np.ma.getmaskarray(clipped)]] = True
@@ -315,7 +322,7 @@ def _rough_fwhm(stamps: np.ndarray, sources: Table) -> float:
     """Gaussian-equivalent FWHM of the brightest given sources (when the table has no ``fwhm`` meta)."""
     sig, _, _ = adaptive_sigma(stamps)
     sig = sig[np.isfinite(sig)]
-    return float(_FWHM_PER_SIGMA * np.median(sig)) if sig.size else 3.0
+    return float(_FWHM_PER_SIGMA * stellar_sigma(sig)) if sig.size else 3.0
 
 
 # ------------------------------------------------------------------------------------------ profile fit
