@@ -793,6 +793,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         from .matching.cells import SpatialCellSet
 
         config = self.kConfig
+        # one frozen copy shared by every candidate (each would otherwise deep-copy the config)
+        shared = config.copy()
+        shared.freeze()
         region = templateMaskedImage.getBBox().clippedTo(scienceMaskedImage.getBBox())
         cell_set = SpatialCellSet(region, config.sizeCellX, config.sizeCellY)
         if kernelSize is None:
@@ -807,7 +810,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             if not region.contains(bbox):
                 continue
             rating = float(row[rating_col]) if rating_col is not None else 1.0
-            candidate = KernelCandidate(x, y, templateMaskedImage[bbox], scienceMaskedImage[bbox], config,
+            candidate = KernelCandidate(x, y, templateMaskedImage[bbox], scienceMaskedImage[bbox], shared,
                                         source=row, rating=rating)
             cell_set.insertCandidate(candidate)
         return cell_set

@@ -357,3 +357,15 @@ def test_failed_refit_leaves_no_stale_pca_solution(df_config) -> None:
     with pytest.raises(KernelCandidateError, match="unsolved PCA solution"):
         candidate.getKernel(RECENT)
     assert candidate.getKernelSolution(ORIG).isSolved()
+
+
+def test_candidates_copy_a_mutable_config_and_share_a_frozen_one(df_config: PsfMatchConfigDF) -> None:
+    stamp = MaskedImage(np.ones((21, 21)), variance=1.0)
+    copied = KernelCandidate(10.0, 10.0, stamp, stamp.clone(), df_config, rating=1.0)
+    assert copied.getConfig() is not df_config and copied.getConfig() == df_config
+    df_config.fitForBackground = False  # the candidate's copy does not follow
+    assert copied.getConfig().fitForBackground is True
+    frozen = df_config.copy()
+    frozen.freeze()
+    shared = KernelCandidate(10.0, 10.0, stamp, stamp.clone(), frozen, rating=1.0)
+    assert shared.getConfig() is frozen
