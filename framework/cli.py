@@ -99,14 +99,15 @@ def build_parser(pm: DiffimPluginManager) -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"diffim {_version()}")
+    version = f"diffim {_version()}"
+    parser.add_argument("--version", action="version", version=version)
     parser.add_argument(
         "--traceback",
         action="store_true",
         help=f"show the full traceback on errors (also {TRACEBACK_ENV}=1)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_launcher_commands(subparsers)
+    add_launcher_commands(subparsers, version=version)
 
     plugins = subparsers.add_parser(
         "plugins", help="list registered plugins", description="List registered plugins."

@@ -28,7 +28,22 @@ Rules every executor keeps (the built-ins are tested against them):
   (1 by default), the same ``--log-level`` specs, the user's debug file re-loaded (spawned
   workers start from a fresh interpreter, so the launcher's ``--debug`` would otherwise be lost;
   LSST's pipetask re-imports ``debug`` before each quantum for the same reason). The launching
-  process itself is never re-prepared: the ``serial`` executor runs jobs there as it is.
+  process itself is not re-prepared: the ``serial`` executor runs jobs there as it is, except
+  that it pins BLAS threads too while it runs them (`pinned_threads`): the thread count changes
+  the order of BLAS sums, so this is what makes serial and parallel results bit-identical.
+* Fail fast: ``map(..., stop_when=...)`` starts no further job once ``stop_when(result)`` is true
+  for a result; jobs never started come back with ``cancelled=True``. Dispatchers check
+  `Executor.stopping` before starting each job.
+* Timeouts: executors with ``supports_timeout`` take ``timeout=SECONDS`` per job. `execute_job`
+  enforces it where the job runs: `JobTimeout` (a `BaseException`, so a task's ``except
+  Exception`` cannot swallow it) is raised in the job after ``timeout`` seconds (SIGALRM in a
+  worker's main thread, an asynchronous exception in other threads); the job comes back failed
+  with ``timed_out=True``. The exception arrives when the job next runs Python code, so a single
+  long call into C finishes first; the ``process`` executor also kills a worker that still has
+  not answered ``kill_grace`` seconds later.
+* Early start: `Executor.start` starts the workers and imports modules there while the caller
+  is still busy (the launcher calls it before resolving the pipeline), so worker start-up
+  overlaps the launcher's own.
 
 Built-in executors (:mod:`diffim.plugins.executors`)
 ----------------------------------------------------
@@ -70,13 +85,14 @@ stderr is a terminal, otherwise INFO lines on the ``diffim.run`` logger at most 
 
 Speed
 -----
-``python benchmarks/executors.py`` times 8 CPU-bound numpy jobs of ~0.5 s (2-D FFTs) on the
-2-core development machine (best of 5-7 rounds, other work running on the machine at times):
-``process`` with 2 workers is 1.63-1.68x faster than ``serial`` end to end, pool start-up
-included, and 1.84-1.95x on a warm pool (ideal: 2x). Starting a 2-worker pool costs ~0.25 s
-(spawned interpreters, imports, numpy, first-touch memory; ~0.13 s of it is start-up and
-shut-down alone), so by that estimate jobs of ~0.6 s or more pass the 1.7x target of issue 6 from
-a cold start, and real image pairs (seconds each) approach the warm figure.
+``python benchmarks/executors.py`` times 8 CPU-bound numpy jobs of ~0.5 s (512² FFTs) against
+``serial`` on the 2-core development machine, idle: ``process`` with 2 workers is 1.70x faster
+from a cold start (pool start-up and shut-down included) and 1.86x on a warm pool. Workers skip
+the interpreter's teardown when the pool shuts down (~0.3 s saved per run). The launcher's own
+figure (``diffim run -j 2`` on a table of 8 image pairs, end to end) is measured by
+``python benchmarks/launcher.py``; what limits it there is not the executor but each worker's
+start-up (~1.2 CPU-s of imports and first-job costs of the tasks, which a serial run pays once)
+and memory bandwidth (two 2048² subtractions at once each run ~20 % slower on that machine).
 
 This module imports only the standard library (the registry and the logging/debug helpers load
 on first use), so spawned workers start quickly.
@@ -85,8 +101,10 @@ on first use), so spawned workers start quickly.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -108,13 +126,16 @@ __all__ = [
     "Executor",
     "ExecutorError",
     "JobResult",
+    "JobTimeout",
     "Progress",
     "WorkerSetup",
     "execute_job",
     "executors",
     "get_executor",
+    "pinned_threads",
     "prepare_worker",
     "progress",
+    "warm_worker",
 ]
 
 #: Name of the executor used when none is asked for.
@@ -191,6 +212,10 @@ class JobResult:
         Wall-clock time spent in the job function.
     worker : `str`
         ``host:pid`` of the process that ran the job (``""`` when it never ran).
+    timed_out : `bool`
+        The job was stopped because it ran longer than the executor's ``timeout``.
+    cancelled : `bool`
+        The job never started: ``map``'s ``stop_when`` stopped the run first.
     """
 
     index: int
@@ -200,6 +225,8 @@ class JobResult:
     traceback: str | None = None
     seconds: float = 0.0
     worker: str = ""
+    timed_out: bool = False
+    cancelled: bool = False
 
     @classmethod
     def failure(
@@ -210,6 +237,7 @@ class JobResult:
         error: str | None = None,
         seconds: float = 0.0,
         worker: str = "",
+        timed_out: bool = False,
     ) -> JobResult:
         """Build a failed result from an exception.
 
@@ -225,6 +253,8 @@ class JobResult:
             Time spent before the failure.
         worker : `str`, optional
             ``host:pid`` of the process where it failed.
+        timed_out : `bool`, optional
+            The job was stopped by its time limit.
 
         Returns
         -------
@@ -239,7 +269,20 @@ class JobResult:
             traceback=text,
             seconds=seconds,
             worker=worker,
+            timed_out=timed_out,
         )
+
+
+class JobTimeout(BaseException):
+    """Raised inside a job that ran longer than its executor's ``timeout``.
+
+    A `BaseException` (as `KeyboardInterrupt`), so that ``except Exception`` blocks in task code
+    cannot swallow it; `execute_job` turns it into a failed `JobResult` with ``timed_out=True``.
+    """
+
+
+def _timeout_error(timeout: float) -> str:
+    return f"JobTimeout: the job ran longer than its time limit of {timeout:g} s (--timeout) and was stopped"
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +414,59 @@ def _limit_loaded_thread_pools(threads: int) -> None:
     threadpoolctl.threadpool_limits(limits=threads)
 
 
+class pinned_threads:  # lower case: used like a function, ``with pinned_threads(1):``
+    """Context manager: pin BLAS/OpenMP threads of this process to ``threads``, then restore.
+
+    Sets every `BLAS_THREAD_ENV_VARS` entry (read by BLAS libraries when they load: numpy
+    imported inside the block keeps the pin for the life of the process) and, when
+    ``threadpoolctl`` is installed, limits the thread pools of libraries already loaded (undone
+    on exit). The ``diffim run`` launcher pins before it imports any task, and the ``serial``
+    executor pins while it runs jobs, so that jobs compute with one BLAS thread whichever
+    executor runs them (the thread count changes the order of BLAS sums, hence the last bits of
+    results).
+
+    Parameters
+    ----------
+    threads : `int` or `None`
+        Threads allowed; `None` changes nothing.
+    """
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self._saved: dict[str, str | None] = {}
+        self._limiter: Any = None
+
+    def __enter__(self) -> Self:
+        if self.threads is None:
+            return self
+        self._saved = {var: os.environ.get(var) for var in BLAS_THREAD_ENV_VARS}
+        os.environ.update(dict.fromkeys(BLAS_THREAD_ENV_VARS, str(self.threads)))
+        if any(name in sys.modules for name in ("numpy", "scipy")):  # BLAS may be loaded already
+            try:
+                import threadpoolctl
+            except ImportError:
+                pass
+            else:
+                self._limiter = threadpoolctl.threadpool_limits(limits=self.threads)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+            self._limiter = None
+        for var, value in self._saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        self._saved = {}
+
+
 # The setup this process was prepared with, and the one-line error if that failed.
 _prepared: WorkerSetup | None = None
 _prepare_error: tuple[str, str] | None = None
@@ -407,12 +503,109 @@ def prepare_worker(worker_setup: WorkerSetup) -> str | None:
         return None if _prepare_error is None else _prepare_error[0]
 
 
+# The time limit a SIGALRM is meant for (the handler is installed once per process and stays:
+# restoring the previous one could let a late signal hit the default handler, which kills).
+_alarm_target: _TimeLimit | None = None
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    limit = _alarm_target
+    if limit is not None and limit.active:
+        raise JobTimeout(_timeout_error(limit.seconds))
+
+
+class _TimeLimit:
+    """Raise `JobTimeout` in the calling thread ``seconds`` from now, unless left before.
+
+    In the main thread (a process worker) a SIGALRM timer raises it, which also interrupts
+    blocking system calls; elsewhere (threads of a dask worker), or when SIGALRM is in use, a
+    watcher thread raises it asynchronously in the job's thread (``PyThreadState_SetAsyncExc``),
+    which takes effect when that thread next runs Python code. Either way it is raised again
+    every `RETRY` seconds until the limit is left: an exception that lands in a garbage-collector
+    callback or a ``__del__`` is only printed, not raised, and must not let the job run on.
+    """
+
+    #: Seconds between two raises while the job has not stopped: long enough for the ``finally``
+    #: blocks run while the first one unwinds the job to finish undisturbed.
+    RETRY = 1.0
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.active = False
+        self._signal = False
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._ident = 0
+
+    @staticmethod
+    def _use_signal() -> bool:
+        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            return False
+        handler = signal.getsignal(signal.SIGALRM)
+        free = handler in (signal.SIG_DFL, signal.SIG_IGN, None, _on_alarm)
+        return free and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0  # do not steal someone's timer
+
+    def _watch(self) -> None:
+        import ctypes
+
+        if self._stopped.wait(self.seconds):
+            return
+        while True:
+            with self._lock:
+                if not self.active:
+                    return
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._ident), ctypes.py_object(JobTimeout))
+            if self._stopped.wait(self.RETRY):
+                return
+
+    def __enter__(self) -> Self:
+        global _alarm_target
+        self.active = True
+        if self._use_signal():
+            self._signal = True
+            if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+                signal.signal(signal.SIGALRM, _on_alarm)
+            _alarm_target = self
+            signal.setitimer(signal.ITIMER_REAL, self.seconds, self.RETRY)
+        else:
+            self._ident = threading.get_ident()
+            threading.Thread(target=self._watch, name="diffim-job-time-limit", daemon=True).start()
+        return self
+
+    def _stop(self) -> None:
+        if self._signal:
+            self.active = False  # from now on a pending SIGALRM does nothing
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        else:
+            import ctypes
+
+            with self._lock:
+                self.active = False
+                # clear an exception raised by the watcher but not delivered yet
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._ident), None)
+            self._stopped.set()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        while True:
+            try:
+                self._stop()
+                return
+            except JobTimeout:  # delivered while stopping: stop again (the first one propagates)
+                continue
+
+
 def execute_job(
     fn: Callable[[Any], Any],
     index: int,
     job: Any,
     worker_setup: WorkerSetup | None = None,
     launcher_pid: int | None = None,
+    timeout: float | None = None,
 ) -> JobResult:
     """Run one job where it lands (worker side) and wrap the outcome in a `JobResult`.
 
@@ -429,12 +622,14 @@ def execute_job(
     launcher_pid : `int`, optional
         Process id of the launching process: set-up is skipped there (threads of a local dask
         cluster, the serial executor), since the launcher prepared itself.
+    timeout : `float`, optional
+        Seconds the job may run; then `JobTimeout` is raised in it (see the module docstring).
 
     Returns
     -------
     result : `JobResult`
         ``ok=True`` with the return value, or ``ok=False`` with the error of ``fn`` (or of the
-        worker set-up). Never raises, except `KeyboardInterrupt`.
+        worker set-up, or ``timed_out=True``). Never raises, except `KeyboardInterrupt`.
     """
     worker = _worker_name()
     if worker_setup is not None and os.getpid() != launcher_pid:
@@ -444,10 +639,58 @@ def execute_job(
             return JobResult(index=index, ok=False, error=setup_error, traceback=_prepare_error[1], worker=worker)
     start = time.perf_counter()
     try:
-        value = fn(job)
-    except (Exception, SystemExit) as exc:  # sys.exit() in a job fails that job only
-        return JobResult.failure(index, exc, seconds=time.perf_counter() - start, worker=worker)
-    return JobResult(index=index, ok=True, value=value, seconds=time.perf_counter() - start, worker=worker)
+        # one try around the time limit too: a late asynchronous JobTimeout lands in here
+        try:
+            if timeout is None:
+                value = fn(job)
+            else:
+                with _TimeLimit(timeout):
+                    value = fn(job)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - sys.exit() in a job fails that job only
+            return JobResult.failure(index, exc, seconds=time.perf_counter() - start, worker=worker)
+        result = JobResult(index=index, ok=True, value=value, seconds=time.perf_counter() - start, worker=worker)
+    except JobTimeout as exc:
+        assert timeout is not None
+        return JobResult.failure(
+            index, exc, error=_timeout_error(timeout), seconds=time.perf_counter() - start, worker=worker, timed_out=True
+        )
+    return result
+
+
+def warm_worker(
+    modules: Sequence[str], worker_setup: WorkerSetup | None = None, launcher_pid: int | None = None
+) -> str:
+    """Prepare this worker and import ``modules`` ahead of its first job (see `Executor.start`).
+
+    Parameters
+    ----------
+    modules : sequence of `str`
+        ``"package.module"`` to import, ``"package.module:function"`` to import it and call
+        ``function()`` (e.g. to load plugins), or ``"package.module:function:argument"`` to call
+        ``function("argument")``. Failures are ignored: the job that needs the module reports
+        them.
+    worker_setup : `WorkerSetup`, optional
+        Applied first, as by `execute_job`.
+    launcher_pid : `int`, optional
+        Process id of the launching process (nothing is prepared there).
+
+    Returns
+    -------
+    worker : `str`
+        ``host:pid`` of this process.
+    """
+    if worker_setup is not None and os.getpid() != launcher_pid:
+        prepare_worker(worker_setup)
+    for spec in modules:
+        name, _, call = spec.partition(":")
+        function, sep, argument = call.partition(":")
+        try:
+            module = importlib.import_module(name)
+            if function:
+                getattr(module, function)(*([argument] if sep else []))
+        except Exception:  # noqa: BLE001, S112 - warming up is best effort
+            continue
+    return _worker_name()
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,6 +707,21 @@ def _check_processes(name: str, processes: int | None) -> int | None:
     return processes
 
 
+def _check_timeout(name: str, timeout: float | None, supported: bool) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        msg = f"executor {name!r}: timeout must be a positive number of seconds, got {timeout!r}"
+        raise ValueError(msg)
+    if not supported:
+        msg = (
+            f"the {name!r} executor cannot enforce a per-job timeout (got timeout={timeout!r}); "
+            "use --executor process (or dask), or drop --timeout"
+        )
+        raise ValueError(msg)
+    return float(timeout)
+
+
 class Executor:
     """Base class of executors: runs ``fn(job)`` for every job, collecting `JobResult` objects.
 
@@ -474,6 +732,8 @@ class Executor:
     worker_setup : `WorkerSetup` or `None`, optional
         How to prepare worker processes; `None` means ``WorkerSetup()`` (BLAS threads pinned to 1,
         nothing else).
+    timeout : `float` or `None`, optional
+        Seconds each job may run (``--timeout``); only for executors with `supports_timeout`.
     **options
         Executor-specific options. Options a subclass does not accept raise `TypeError`,
         except those whose value is `None` (so a launcher can pass ``scheduler=None`` to all).
@@ -483,7 +743,8 @@ class Executor:
     TypeError
         For an unknown option.
     ValueError
-        If ``processes`` is not a positive integer.
+        If ``processes`` is not a positive integer, or ``timeout`` is not a positive number or
+        is given to an executor that cannot enforce it.
 
     Notes
     -----
@@ -497,8 +758,16 @@ class Executor:
     #: Registry name of the executor (used in messages and `describe`).
     name: ClassVar[str] = "executor"
 
+    #: Whether the executor enforces ``timeout`` (passes it to `execute_job`).
+    supports_timeout: ClassVar[bool] = False
+
     def __init__(
-        self, *, processes: int | None = None, worker_setup: WorkerSetup | None = None, **options: Any
+        self,
+        *,
+        processes: int | None = None,
+        worker_setup: WorkerSetup | None = None,
+        timeout: float | None = None,
+        **options: Any,
     ) -> None:
         unknown = sorted(key for key, value in options.items() if value is not None)
         if unknown:
@@ -513,12 +782,42 @@ class Executor:
             msg = f"executor {self.name!r}: worker_setup must be a WorkerSetup, got {type(setup).__name__}"
             raise TypeError(msg)
         self.worker_setup: WorkerSetup = _with_plugin_policy(setup)
+        self.timeout: float | None = _check_timeout(self.name, timeout, self.supports_timeout)
         self.closed = False
+        self._stopping = False
+        self._may_stop = False
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `map` asked to start no further job (``stop_when`` was true for a result)."""
+        return self._stopping
+
+    @property
+    def may_stop(self) -> bool:
+        """Whether the running `map` was given a ``stop_when`` (so `stopping` may become true)."""
+        return self._may_stop
+
+    def start(self, warm: Sequence[str] = ()) -> None:
+        """Start the workers now and import ``warm`` modules in them (default: do nothing).
+
+        Lets worker start-up overlap the caller's own work (the launcher calls it before it
+        resolves the pipeline). Executors whose workers start on demand may override it.
+
+        Parameters
+        ----------
+        warm : sequence of `str`
+            Modules for `warm_worker` (``"pkg.mod"``, ``"pkg.mod:function"`` or
+        ``"pkg.mod:function:argument"``).
+        """
 
     def dispatch(
         self, fn: Callable[[Any], Any], jobs: Sequence[Any], emit: Callable[[JobResult], None]
     ) -> None:
         """Run every job and call ``emit`` once per job with its `JobResult` (override this).
+
+        Run each job through `execute_job` (with ``self.worker_setup`` and ``self.timeout``).
+        Before starting a job, check `stopping`: once it is true start no more (jobs already
+        running are still reported); `map` reports the jobs never started as cancelled.
 
         Parameters
         ----------
@@ -537,6 +836,7 @@ class Executor:
         jobs: Sequence[Any],
         *,
         on_result: Callable[[JobResult], None] | None = None,
+        stop_when: Callable[[JobResult], bool] | None = None,
     ) -> list[JobResult]:
         """Run ``fn(job)`` for every job.
 
@@ -548,12 +848,17 @@ class Executor:
         jobs : `~collections.abc.Sequence`
             Picklable jobs.
         on_result : callable, optional
-            Called with each `JobResult` as it completes, in the calling thread.
+            Called with each `JobResult` as it completes, in the calling thread (not for jobs
+            that never started).
+        stop_when : callable, optional
+            Called after ``on_result`` with each result; once it returns true no further job is
+            started (fail fast). Jobs already running finish and are reported.
 
         Returns
         -------
         results : `list` [`JobResult`]
-            One per job, in job order. A job that raised has ``ok=False``.
+            One per job, in job order. A job that raised has ``ok=False``; a job never started
+            because of ``stop_when`` has ``ok=False, cancelled=True``.
 
         Raises
         ------
@@ -565,15 +870,25 @@ class Executor:
             raise RuntimeError(msg)
         jobs = list(jobs)
         results: list[JobResult | None] = [None] * len(jobs)
+        self._stopping = False
+        self._may_stop = stop_when is not None
 
         def emit(result: JobResult) -> None:
             results[result.index] = result
             if on_result is not None:
                 on_result(result)
+            if stop_when is not None and not self._stopping and stop_when(result):
+                self._stopping = True
 
         if jobs:
             self.dispatch(fn, jobs, emit)
         missing = [index for index, result in enumerate(results) if result is None]
+        if missing and self._stopping:
+            for index in missing:
+                results[index] = JobResult(
+                    index=index, ok=False, error="not run: the run stopped after a failure (fail fast)", cancelled=True
+                )
+            missing = []
         if missing:
             msg = f"executor {self.name!r} returned no result for job(s) {missing[:10]}; this is a bug in the executor"
             raise RuntimeError(msg)
@@ -585,9 +900,12 @@ class Executor:
         Returns
         -------
         info : `dict`
-            ``executor`` name and ``processes``.
+            ``executor`` name and ``processes`` (and ``timeout`` when set).
         """
-        return {"executor": self.name, "processes": self.processes}
+        info: dict[str, Any] = {"executor": self.name, "processes": self.processes}
+        if self.timeout is not None:
+            info["timeout"] = self.timeout
+        return info
 
     def close(self) -> None:
         """Release workers; the executor cannot be used afterwards. Safe to call twice."""

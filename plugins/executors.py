@@ -8,7 +8,11 @@ identical values whichever executor runs them).
 ``serial`` (default)
     Runs the jobs one after another in the launching process, which the launcher has already set
     up (debug file, log levels), so the `~diffim.framework.executors.WorkerSetup` is not
-    re-applied. ``processes`` may only be `None` or 1.
+    re-applied, except its BLAS thread count, which is pinned while the jobs run
+    (`~diffim.framework.executors.pinned_threads`; results then match the other executors bit
+    for bit). ``processes`` may only be `None` or 1. It cannot enforce a ``timeout`` (a job
+    runs in the caller's own thread): asking for one is an error that names the executors that
+    can.
 
 ``process`` (``-j N``)
     A `concurrent.futures.ProcessPoolExecutor` with the *spawn* start method (fork is unsafe with
@@ -20,7 +24,14 @@ identical values whichever executor runs them).
     the pool at a time, so when a worker dies (a crash, ``os._exit``, the out-of-memory killer)
     only the jobs running at that moment fail ("BrokenProcessPool: ..."); a fresh pool runs the
     rest. The job function must be picklable by reference (a top-level function of an importable
-    module); workers see the launcher's `sys.path`.
+    module); workers see the launcher's `sys.path`. `ProcessExecutor.start` starts the workers
+    before the first `map` and warms their imports. With ``timeout``, a job that overruns gets
+    `~diffim.framework.executors.JobTimeout` raised in it (SIGALRM); if it has still not answered
+    ``kill_grace`` seconds later (stuck in C code), its worker is killed, the job is reported
+    timed out and the jobs that were running beside it are run again on a fresh pool. An
+    interrupted job may leave its worker's state half-updated (a cache, a half-done import), so
+    after a timeout no new job goes to that pool: once the jobs running there have answered,
+    it is replaced by a fresh one.
 
 ``dask`` (``pip install "diffim[dask]"``)
     Sends the jobs to a ``distributed`` cluster. Options: ``scheduler`` (address such as
@@ -30,18 +41,28 @@ identical values whichever executor runs them).
     and ``connect_timeout`` (seconds, default 10). Worker set-up runs on each worker process at
     its first job (dask workers are not started by us); remote workers need diffim, the job
     function's module and the debug file at the same path. With a scheduler, ``processes`` is
-    ignored: the cluster decides.
+    ignored: the cluster decides. A ``timeout`` is enforced inside the worker thread running
+    the job (an asynchronous `~diffim.framework.executors.JobTimeout`, effective when the job
+    next runs Python code); dask cannot kill a task stuck in C code. The worker of a job stopped
+    that way is restarted (``Client.restart_workers``; it needs a nanny, as local clusters and
+    ``dask worker`` have), since the interrupted job may have left its state half-updated. When
+    ``map`` may stop early
+    (``stop_when``), at most as many jobs as the cluster has threads are submitted at a time, so
+    that no queued job is left half-started.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import logging
 import multiprocessing.context
 import os
 import pickle
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +72,8 @@ from diffim.framework.executors import (
     JobResult,
     WorkerSetup,
     execute_job,
-    prepare_worker,
+    pinned_threads,
+    warm_worker,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,9 +119,12 @@ class SerialExecutor(Executor):
     def dispatch(
         self, fn: Callable[[Any], Any], jobs: Sequence[Any], emit: Callable[[JobResult], None]
     ) -> None:
-        """Run the jobs in order; see `Executor.dispatch`."""
-        for index, job in enumerate(jobs):
-            emit(execute_job(fn, index, job))
+        """Run the jobs in order, BLAS threads pinned; see `Executor.dispatch`."""
+        with pinned_threads(self.worker_setup.blas_threads):
+            for index, job in enumerate(jobs):
+                if self.stopping:
+                    break
+                emit(execute_job(fn, index, job))
 
 
 # ----------------------------------------------------------------------------------- process
@@ -151,6 +176,76 @@ class _EnvSpawnContext(multiprocessing.context.SpawnContext):
         return process
 
 
+# Worker side of the process executor: when each in-flight slot's job started (time.monotonic,
+# which is system-wide), shared with the launcher so it can kill a job deaf to its time limit.
+_slot_starts: Any = None
+
+
+def _quick_exit() -> None:
+    """Last exit handler of a worker: flush logs and streams, then skip interpreter teardown.
+
+    By then the pool's worker loop has ended and multiprocessing has flushed the result queue;
+    what is left is tearing down every module a job imported (astropy, scipy: ~0.2 s and more),
+    which the launcher would wait for.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+def _init_process_worker(worker_setup: WorkerSetup, warm: Sequence[str], starts: Any) -> None:
+    """Pool initializer: set the worker up (`prepare_worker`), import ``warm``, keep ``starts``."""
+    global _slot_starts
+    _slot_starts = starts
+    atexit.register(_quick_exit)  # registered first, so it runs after the handlers of later imports
+    warm_worker(warm, worker_setup)
+
+
+def _execute_in_slot(
+    slot: int,
+    fn: Callable[[Any], Any],
+    index: int,
+    job: Any,
+    worker_setup: WorkerSetup,
+    launcher_pid: int,
+    timeout: float | None,
+) -> JobResult:
+    """`execute_job`, recording in the shared array when the job started (0: not running)."""
+    if _slot_starts is not None:
+        _slot_starts[slot] = time.monotonic()
+    try:
+        return execute_job(fn, index, job, worker_setup, launcher_pid, timeout)
+    finally:
+        if _slot_starts is not None:
+            _slot_starts[slot] = 0.0
+
+
+def _dask_execute(
+    fn: Callable[[Any], Any],
+    index: int,
+    job: Any,
+    worker_setup: WorkerSetup,
+    launcher_pid: int,
+    timeout: float | None,
+) -> tuple[JobResult, str | None]:
+    """`execute_job` on a dask worker; also returns the worker's address (to restart it)."""
+    result = execute_job(fn, index, job, worker_setup, launcher_pid, timeout)
+    address = None
+    if result.timed_out:
+        with contextlib.suppress(Exception):
+            from distributed import get_worker
+
+            address = get_worker().address
+    return result, address
+
+
+def _worker_ready() -> int:
+    """A no-op call that makes the pool start a worker (`ProcessExecutor.start`)."""
+    return os.getpid()
+
+
 _BROKEN_POOL_ERROR = (
     "BrokenProcessPool: a worker process died while this job was running "
     "(a crash, os._exit() or the out-of-memory killer); the other jobs go on"
@@ -166,28 +261,71 @@ class ProcessExecutor(Executor):
         Worker processes; `None`: the number of usable cores.
     worker_setup : `WorkerSetup`, optional
         Applied in every worker; default pins BLAS threads to 1.
+    timeout : `float`, optional
+        Seconds each job may run (measured in the worker).
+    kill_grace : `float`, optional
+        Seconds after ``timeout`` (counted from the job's start in its worker) after which a job
+        that has not answered has its worker killed (default 30).
     """
 
     name = "process"
+    supports_timeout = True
 
     def __init__(
-        self, *, processes: int | None = None, worker_setup: WorkerSetup | None = None, **options: Any
+        self,
+        *,
+        processes: int | None = None,
+        worker_setup: WorkerSetup | None = None,
+        timeout: float | None = None,
+        kill_grace: float = 30.0,
+        **options: Any,
     ) -> None:
-        super().__init__(processes=processes, worker_setup=worker_setup, **options)
+        super().__init__(processes=processes, worker_setup=worker_setup, timeout=timeout, **options)
         if self.processes is None:
             self.processes = _usable_cores()
+        if isinstance(kill_grace, bool) or not isinstance(kill_grace, int | float) or kill_grace < 0:
+            msg = f"executor 'process': kill_grace must be a number of seconds >= 0, got {kill_grace!r}"
+            raise ValueError(msg)
+        self.kill_grace = float(kill_grace)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._pid = os.getpid()
+        self._warm: tuple[str, ...] = ()  # modules each new worker imports (start())
+        self._starts: Any = None  # shared array: start time of the job in each slot
+        self._warm_only = False  # the pool has only run warm-ups (start()), no job yet
+
+    def start(self, warm: Sequence[str] = (), *, jobs: int | None = None) -> None:
+        """Start the worker processes now and import ``warm`` in each (see `Executor.start`).
+
+        Parameters
+        ----------
+        warm : sequence of `str`
+            Modules for `~diffim.framework.executors.warm_worker`.
+        jobs : `int`, optional
+            Number of jobs to come: no more than that many workers are started.
+        """
+        if self.closed or self._pool is not None:
+            return
+        assert self.processes is not None  # resolved in __init__
+        workers = self.processes if jobs is None else max(1, min(self.processes, jobs))
+        self._warm = tuple(warm)  # imported by the pool initializer: once in every worker, first
+        pool = self._ensure_pool()
+        self._warm_only = True
+        # one call each: the pool starts a worker per call while none is idle
+        for _ in range(workers):
+            pool.submit(_worker_ready)
 
     def _ensure_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             import concurrent.futures
 
+            context = _EnvSpawnContext(self.worker_setup.environ())
+            assert self.processes is not None  # resolved in __init__
+            self._starts = context.Array("d", self.processes, lock=False)
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.processes,
-                mp_context=_EnvSpawnContext(self.worker_setup.environ()),
-                initializer=prepare_worker,
-                initargs=(self.worker_setup,),
+                mp_context=context,
+                initializer=_init_process_worker,
+                initargs=(self.worker_setup, self._warm, self._starts),
             )
         return self._pool
 
@@ -195,6 +333,13 @@ class ProcessExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def _kill_workers(self) -> None:
+        """Kill the pool's worker processes (the pool then breaks; `_drop_pool` cleans up)."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                process.kill()
 
     def _check_function(self, fn: Callable[[Any], Any]) -> None:
         # Workers import the function by name; a lambda or local function would fail there
@@ -225,31 +370,44 @@ class ProcessExecutor(Executor):
 
         self._check_function(fn)
         assert self.processes is not None  # resolved in __init__
+        self._warm_only = False
         pending = collections.deque(enumerate(jobs))
-        in_flight: dict[concurrent.futures.Future[JobResult], int] = {}
+        # future -> (job index, job, slot in the shared array of start times)
+        in_flight: dict[concurrent.futures.Future[JobResult], tuple[int, Any, int]] = {}
+        tainted = False  # a job was interrupted by its time limit: its worker's state is suspect
         try:
-            while pending or in_flight:
+            while (pending and not self.stopping) or in_flight:
+                if tainted and not in_flight:  # retire the pool, whose jobs have all answered
+                    self._drop_pool()
+                    tainted = False
                 pool = self._ensure_pool()
                 # A bounded window: when a worker dies, only the jobs running then are lost.
-                while pending and len(in_flight) < self.processes:
+                while pending and not self.stopping and not tainted and len(in_flight) < self.processes:
                     index, job = pending[0]
+                    slot = min(set(range(self.processes)) - {s for _, _, s in in_flight.values()})
                     try:
-                        future = pool.submit(execute_job, fn, index, job, self.worker_setup, self._pid)
+                        future = pool.submit(
+                            _execute_in_slot, slot, fn, index, job, self.worker_setup, self._pid, self.timeout
+                        )
                     except BrokenProcessPool:
                         break  # the pool broke under us: collect the in-flight jobs, then renew it
                     pending.popleft()
-                    in_flight[future] = index
+                    in_flight[future] = (index, job, slot)
                 if not in_flight:
                     self._drop_pool()
                     continue
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=self._time_to_kill(in_flight), return_when=FIRST_COMPLETED)
+                if not done:
+                    self._kill_overdue(in_flight, pending, emit)
+                    continue
                 broken = False
                 for future in done:
-                    result, lost = self._collect(future, in_flight.pop(future))
+                    result, lost = self._collect(future, in_flight.pop(future)[0])
                     broken = broken or lost
+                    tainted = tainted or result.timed_out
                     emit(result)
                 if broken:  # one death fails every future still in the pool
-                    for future, index in list(in_flight.items()):
+                    for future, (index, _, _) in list(in_flight.items()):
                         result, _ = self._collect(future, index)
                         emit(result)
                     in_flight.clear()
@@ -258,6 +416,53 @@ class ProcessExecutor(Executor):
             for future in in_flight:
                 future.cancel()
             raise
+
+    def _started(self, slot: int) -> float:
+        """When the job in ``slot`` started in its worker (`time.monotonic`; 0: not yet)."""
+        return float(self._starts[slot]) if self._starts is not None else 0.0
+
+    def _time_to_kill(self, in_flight: Mapping[Any, tuple[int, Any, int]]) -> float | None:
+        """How long to wait for results before checking for a job deaf to its time limit."""
+        if self.timeout is None:
+            return None
+        limit = self.timeout + self.kill_grace
+        # a job's start is only seen by polling the shared array: look again at least every 0.25 s
+        remaining = [0.25]
+        for _, _, slot in in_flight.values():
+            started = self._started(slot)
+            if started:
+                remaining.append(started + limit - time.monotonic())
+        return max(0.02, min(remaining))
+
+    def _kill_overdue(
+        self,
+        in_flight: dict[concurrent.futures.Future[JobResult], tuple[int, Any, int]],
+        pending: collections.deque[tuple[int, Any]],
+        emit: Callable[[JobResult], None],
+    ) -> None:
+        """Kill the workers of a job stuck past its time limit; requeue the jobs running beside it."""
+        assert self.timeout is not None
+        limit = self.timeout + self.kill_grace
+        now = time.monotonic()
+        started = {future: self._started(slot) for future, (_, _, slot) in in_flight.items()}
+        overdue = {future for future, start in started.items() if start and now - start >= limit}
+        if not overdue:
+            return
+        _log.warning("killing the worker processes: %d job(s) did not stop after their --timeout", len(overdue))
+        self._kill_workers()
+        requeue = []
+        for future, (index, job, _) in sorted(in_flight.items(), key=lambda item: item[1][0]):
+            if future in overdue:
+                error = (
+                    f"JobTimeout: the job ran longer than its time limit of {self.timeout:g} s (--timeout) and did "
+                    f"not stop within {self.kill_grace:g} s more; its worker process was killed"
+                )
+                emit(JobResult(index=index, ok=False, error=error, seconds=now - started[future], timed_out=True))
+            else:  # killed with the pool through no fault of its own: run it again
+                requeue.append((index, job))
+        pending.extendleft(reversed(requeue))
+        in_flight.clear()
+        self._drop_pool()
 
     @staticmethod
     def _collect(future: concurrent.futures.Future[JobResult], index: int) -> tuple[JobResult, bool]:
@@ -276,7 +481,14 @@ class ProcessExecutor(Executor):
         return {**super().describe(), "start_method": "spawn"}
 
     def close(self) -> None:
-        """Shut the worker processes down (waiting for them). Safe to call twice."""
+        """Shut the worker processes down (waiting for them). Safe to call twice.
+
+        Workers that have only been warming up (`start` without a `map`, e.g. the launcher
+        stopped on an error) are killed rather than waited for.
+        """
+        if self._warm_only:
+            self._kill_workers()
+            self._warm_only = False
         self._drop_pool()
         super().close()
 
@@ -312,6 +524,8 @@ class DaskExecutor(Executor):
         single-threaded worker processes, no dashboard, quiet logs).
     connect_timeout : `float`, optional
         Seconds to wait for the scheduler.
+    timeout : `float`, optional
+        Seconds each job may run (enforced in the worker thread).
 
     Raises
     ------
@@ -320,6 +534,7 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    supports_timeout = True
 
     def __init__(
         self,
@@ -329,10 +544,18 @@ class DaskExecutor(Executor):
         scheduler: str | None = None,
         cluster_options: Mapping[str, Any] | None = None,
         connect_timeout: float = 10.0,
+        timeout: float | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(processes=processes, worker_setup=worker_setup, **options)
+        super().__init__(processes=processes, worker_setup=worker_setup, timeout=timeout, **options)
+        first_import = "distributed" not in sys.modules
+        level = logging.getLogger("distributed").level
         _import_distributed()  # fail now, before anything runs
+        if first_import:
+            # Importing distributed sets its loggers to INFO, and when the application already
+            # logs to the console (the launcher does) its start-up chatter goes there: keep it
+            # to warnings unless the level was chosen before (--log-level distributed=INFO).
+            logging.getLogger("distributed").setLevel(level or logging.WARNING)
         self.scheduler = scheduler
         self.cluster_options = dict(cluster_options or {})
         self.connect_timeout = connect_timeout
@@ -382,23 +605,52 @@ class DaskExecutor(Executor):
         """Submit every job to the cluster; see `Executor.dispatch`."""
         distributed = _import_distributed()
         client = self._ensure_client()
-        futures = {
-            client.submit(execute_job, fn, index, job, self.worker_setup, self._pid, pure=False): index
-            for index, job in enumerate(jobs)
-        }
+        pending = collections.deque(enumerate(jobs))
+        # Everything at once (the scheduler balances), unless map may stop early: then no more
+        # than the cluster's threads, so that stopping leaves no queued job behind.
+        window = max(1, sum(client.nthreads().values())) if self.may_stop else len(jobs)
+        futures: dict[Any, int] = {}
+
+        def submit() -> list[Any]:
+            new = []
+            while pending and not self.stopping and len(futures) < window:
+                index, job = pending.popleft()
+                future = client.submit(
+                    _dask_execute, fn, index, job, self.worker_setup, self._pid, self.timeout, pure=False
+                )
+                futures[future] = index
+                new.append(future)
+            return new
+
         try:
             # distributed's as_completed: dask futures are not concurrent.futures ones.
-            for future in distributed.as_completed(list(futures), loop=client.loop):
+            completed = distributed.as_completed(submit(), loop=client.loop)
+            for future in completed:
                 index = futures.pop(future)
+                address = None
                 try:
-                    result = future.result()
+                    result, address = future.result()
                 except Exception as exc:  # a lost worker, or (de)serialisation failures
                     result = JobResult.failure(index, exc)
                 future.release()
+                if address is not None:
+                    self._restart_worker(client, address)
                 emit(result)
+                completed.update(submit())
         except BaseException:
             client.cancel(list(futures))
             raise
+
+    @staticmethod
+    def _restart_worker(client: Any, address: str) -> None:
+        """Restart the worker whose job was stopped by its time limit (its state is suspect)."""
+        try:
+            client.restart_workers([address])
+        except Exception as exc:  # noqa: BLE001 - e.g. a worker without a nanny: go on, but say so
+            _log.warning(
+                "could not restart dask worker %s after a job timed out on it (%s: %s); "
+                "its later jobs may misbehave", address, type(exc).__name__, " ".join(str(exc).split()),
+            )
 
     def describe(self) -> dict[str, Any]:
         """See `Executor.describe`; adds the scheduler address (`None` for a local cluster)."""

@@ -53,3 +53,51 @@ def crash_or_square(value: int) -> int:
     if value < 0:
         os._exit(3)
     return value * value
+
+
+def spin(seconds: float) -> float:
+    """Busy-loop in Python for ``seconds`` (a long job that a time limit can interrupt).
+
+    It catches `Exception` on purpose, as task code often does: a time limit must still stop it.
+    """
+    import time
+
+    end = time.perf_counter() + seconds
+    while True:
+        try:
+            if time.perf_counter() >= end:
+                return seconds
+        except Exception:  # noqa: BLE001, S112 - what a careless task does
+            continue
+
+
+def spin_deaf(seconds: float) -> float:
+    """Like `spin`, with SIGALRM blocked: only killing the worker stops it before ``seconds``."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        return spin(seconds)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+
+
+WARMED: list[str] = []
+
+
+def warm() -> None:
+    """Called by ``Executor.start`` warm-ups (``"_executor_jobs:warm"``): leaves a mark."""
+    WARMED.append(str(os.getpid()))
+
+
+def warm_marks(_: object) -> dict[str, Any]:
+    """The worker's pid and the warm-up marks left in it."""
+    return {"pid": os.getpid(), "warmed": list(WARMED)}
+
+
+def fail_or_spin(seconds: float) -> float:
+    """Raise at once for a negative value, else busy-loop ``seconds`` (`spin`)."""
+    if seconds < 0:
+        msg = f"negative duration {seconds}"
+        raise ValueError(msg)
+    return spin(seconds)

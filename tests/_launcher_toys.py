@@ -76,6 +76,29 @@ class SumTask(Task):
         return Struct(total=[self.config.start + sum(scaled)])
 
 
+class SlowConfig(Config):
+    """Config of `SlowTask`."""
+
+    seconds: float = Field(0.0, description="Seconds to busy-loop before answering, for inputs containing 13.")
+
+
+class SlowTask(ScaleTask):
+    """`ScaleTask` that busy-loops ``seconds`` when its input holds 13 (to test ``--timeout``)."""
+
+    ConfigClass = SlowConfig  # type: ignore[assignment]
+
+    def run(self, data: list[float], extra: list[float] | None = None) -> Struct:
+        import time
+
+        end = time.perf_counter() + (self.config.seconds if 13 in data else 0.0)
+        while time.perf_counter() < end:
+            try:
+                pass
+            except Exception:  # noqa: BLE001, S110 - as careless task code would
+                pass
+        return Struct(scaled=list(data))
+
+
 class OtherOutputTask(ScaleTask):
     """Like `ScaleTask`, but its output type has no writer plugin."""
 
@@ -105,6 +128,7 @@ class ToyIO:
         registry.register("SumTask", f"{__name__}.SumTask", doc="Add numbers.")
         registry.register("OtherOutputTask", OtherOutputTask)
         registry.register("MissingOutputTask", MissingOutputTask)
+        registry.register("LoopingTask", SlowTask)
 
     @hookimpl
     def diffim_read_input(self, type_name: str, path: Path) -> Any:

@@ -151,14 +151,22 @@ def test_dask_local_cluster_gives_the_same_results_on_prepared_workers(debug_fil
         expected = _outcomes(serial.map(jobs.compute, SEEDS))
     setup = WorkerSetup(debug_file=debug_file, log_levels=[f"{jobs.LOGGER_NAME}=DEBUG"])
     # One single-threaded worker process: a real LocalCluster, as small as it gets.
-    with DaskExecutor(processes=1, worker_setup=setup) as dask:
+    with DaskExecutor(processes=1, worker_setup=setup, timeout=2.0) as dask:
         seen: list[int] = []
         assert _outcomes(dask.map(jobs.compute, SEEDS, on_result=lambda r: seen.append(r.index))) == expected
         assert sorted(seen) == list(range(len(SEEDS)))
         (report,) = [r.value for r in dask.map(jobs.probe, [0])]
-        assert dask.describe() == {"executor": "dask", "processes": 1, "scheduler": None}
+        assert dask.describe() == {"executor": "dask", "processes": 1, "scheduler": None, "timeout": 2.0}
+        # --timeout: enforced in the worker's thread; the worker is restarted for the next job
+        late, after = dask.map(jobs.spin, [60.0, 0.0])
+        # --fail-fast: one thread, so one job at a time: nothing starts after the failure
+        fast = dask.map(jobs.compute, SEEDS, stop_when=lambda r: not r.ok)
     assert report["pid"] != os.getpid()
     assert (report["flag"], report["level"], report["OPENBLAS_NUM_THREADS"]) == ("set by debug.py", logging.DEBUG, "1")
+    assert late.timed_out and not late.ok and 2.0 <= late.seconds < 30
+    assert late.error == "JobTimeout: the job ran longer than its time limit of 2 s (--timeout) and was stopped"
+    assert after.ok and after.worker != late.worker  # a fresh worker process: no half-updated state
+    assert [(r.ok, r.cancelled) for r in fast] == [(True, False), (True, False), (False, False)] + [(False, True)] * 3
 
 
 def test_process_workers_pin_blas_reload_debug_and_set_log_levels(pool: ProcessExecutor) -> None:
@@ -173,6 +181,75 @@ def test_process_workers_pin_blas_reload_debug_and_set_log_levels(pool: ProcessE
         assert report["level"] == logging.DEBUG
     assert debug_info(jobs.DEBUG_NAME).flag is False  # ... and not in this process
     assert logging.getLogger(jobs.LOGGER_NAME).getEffectiveLevel() != logging.DEBUG
+
+
+def test_fail_fast_starts_no_job_after_a_failure(pool: ProcessExecutor) -> None:
+    durations = [0.0, -1.0] + [0.2] * 6  # job 1 fails at once; the others take long enough to be left out
+    seen: list[int] = []
+    results = pool.map(jobs.fail_or_spin, durations, on_result=lambda r: seen.append(r.index), stop_when=lambda r: not r.ok)
+    started = [r.index for r in results if not r.cancelled]
+    assert started == list(range(len(started))) and 2 <= len(started) < len(durations)  # a prefix, in job order
+    assert sorted(seen) == started  # on_result: only for jobs that ran
+    assert not results[1].ok and not results[1].cancelled
+    for result in results[len(started):]:
+        assert (result.ok, result.cancelled, result.worker) == (False, True, "")
+        assert result.error == "not run: the run stopped after a failure (fail fast)"
+    with SerialExecutor() as serial:  # serial: exactly the jobs up to the failure
+        assert [r.cancelled for r in serial.map(jobs.compute, SEEDS, stop_when=lambda r: not r.ok)] == [False] * 3 + [True] * 3
+    assert pool.map(jobs.compute, [1, 2])[1].ok  # the next map starts afresh
+
+
+def test_timeout_stops_the_job_and_its_worker_is_replaced() -> None:
+    with ProcessExecutor(processes=1, timeout=0.5) as executor:
+        assert executor.describe()["timeout"] == 0.5
+        late, after = executor.map(jobs.spin, [60.0, 0.0])  # spin() even catches Exception
+    assert late.timed_out and not late.ok and 0.5 <= late.seconds < 30
+    assert late.error == "JobTimeout: the job ran longer than its time limit of 0.5 s (--timeout) and was stopped"
+    assert "JobTimeout" in (late.traceback or "")
+    # the next job ran on a fresh pool: an interrupted job may leave its worker half-updated
+    assert after.ok and not after.timed_out and after.worker != late.worker
+
+
+def test_a_job_deaf_to_its_timeout_has_its_worker_killed() -> None:
+    with ProcessExecutor(processes=1, timeout=0.3, kill_grace=0.3) as executor:
+        # the clock starts when the job starts in its worker: worker start-up does not count
+        deaf, after = executor.map(jobs.spin_deaf, [60.0, 0.0])
+    assert deaf.timed_out and not deaf.ok and 0.6 <= deaf.seconds < 30
+    assert deaf.error is not None and deaf.error.endswith("did not stop within 0.3 s more; its worker process was killed")
+    assert after.ok and after.worker != deaf.worker  # ran on a fresh pool
+
+
+def test_timeout_options_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"the 'serial' executor cannot enforce a per-job timeout \(got timeout=5\); use --executor process"):
+        SerialExecutor(timeout=5)
+    with pytest.raises(ValueError, match=r"timeout must be a positive number of seconds, got 0"):
+        ProcessExecutor(timeout=0)
+    with pytest.raises(ValueError, match=r"kill_grace must be a number of seconds >= 0, got -1"):
+        ProcessExecutor(kill_grace=-1)
+
+
+def test_start_warms_the_workers_before_the_first_job() -> None:
+    with ProcessExecutor(processes=2) as executor:
+        executor.start(["_executor_jobs:warm", "no_such_module_xyz"], jobs=1)  # bad names are ignored
+        assert len(executor._pool._processes) == 1  # type: ignore[union-attr]  # 1 job to come: 1 worker
+        reports = [r.value for r in executor.map(jobs.warm_marks, [0, 1, 2])]
+    assert 1 <= len({report["pid"] for report in reports}) <= 2
+    assert all(report["warmed"] == [str(report["pid"])] for report in reports)  # every worker, once, first
+    idle = ProcessExecutor(processes=1)
+    idle.start([])
+    idle.close()  # warming only: its worker is killed, not waited for
+    assert idle.closed and idle._pool is None
+
+
+def test_serial_pins_blas_threads_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with SerialExecutor() as serial:
+        (report,) = [r.value for r in serial.map(jobs.probe, [0])]
+    assert (report["OPENBLAS_NUM_THREADS"], report["MKL_NUM_THREADS"]) == ("1", "1")
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4" and "MKL_NUM_THREADS" not in os.environ  # restored
+    with ex.pinned_threads(None):  # None: left alone
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
 
 
 def test_a_dying_worker_fails_only_its_job() -> None:

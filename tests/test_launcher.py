@@ -67,7 +67,7 @@ def test_run_writes_outputs_records_and_run_json(pm: object, tmp_path: Path, cap
     assert [(r["name"], r["message"], r["label"]) for r in logs] == [("diffim.scale", "scaling 3 numbers", "scale")]
     run = read_json(out / "run.json")
     assert isinstance(run, dict)
-    assert run["status"] == "ok" and run["counts"] == {"ok": 1, "failed": 0, "skipped": 0}
+    assert run["status"] == "ok" and run["counts"] == {"ok": 1, "failed": 0, "skipped": 0, "not_run": 0}
     assert run["command"] == ["diffim", *RUN, "-o", "out", "-c", "factor=3"]
     assert {"python", "diffim", "numpy", "pydantic"} <= set(run["versions"])
     assert "toy" in [p["name"] for p in run["plugins"]]
@@ -164,7 +164,7 @@ def test_existing_output_directory_needs_clobber(pm: object, tmp_path: Path, cap
         ([*RUN, "-o", "o", "--log-level", "LOUD"], EXIT_USAGE, "bad log level spec 'LOUD'"),
         ([*RUN, "-o", "o", "--trace", "diffim"], EXIT_USAGE, "bad --trace value 'diffim'"),
         ([*RUN, "-o", "o", "--show", "graph"], EXIT_USAGE, "unknown --show item 'graph'"),
-        ([*RUN, "--executor", "nope"], EXIT_USAGE, "--executor: no executor called 'nope'"),
+        ([*RUN, "-o", "o", "--executor", "nope"], EXIT_USAGE, "--executor: no executor called 'nope'"),
         ([*RUN], EXIT_USAGE, "diffim run needs an output directory: -o OUTDIR"),
         ([*RUN, "-o", "o", "--debug-file", "nodebug.py"], EXIT_CONFIG, "debug file 'nodebug.py' not found"),
         (["config", "-t", "Nope"], EXIT_USAGE, "unknown task 'Nope'"),

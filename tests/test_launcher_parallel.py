@@ -40,7 +40,7 @@ def test_process_executor_matches_serial(tmp_path: Path, monkeypatch: pytest.Mon
         assert main([*common, "-o", "serial"]) == EXIT_PARTIAL
         assert main([*common, "-o", "parallel", "-j", "2"]) == EXIT_PARTIAL
     runs = {name: json.loads((tmp_path / name / "run.json").read_text()) for name in ("serial", "parallel")}
-    assert runs["parallel"]["executor"] == {"name": "process", "processes": 2, "scheduler": None}
+    assert runs["parallel"]["executor"] == {"name": "process", "processes": 2, "scheduler": None, "timeout": None}
     for name, run in runs.items():
         assert [(j["id"], j["status"]) for j in run["jobs"]] == [
             ("r0", "ok"), ("r1", "failed"), ("r2", "failed"), ("r3", "ok"), ("bad", "failed")

@@ -49,7 +49,7 @@ def test_table_runs_every_row_and_records_failures(folder: Path, capsys: pytest.
     out = folder / "out"
     assert json.loads((out / "a" / "scaled.json").read_text()) == [102.0, 104.0]
     run = run_record(out / "run.json")
-    assert run["status"] == "partial" and run["counts"] == {"ok": 1, "failed": 2, "skipped": 0}
+    assert run["status"] == "partial" and run["counts"] == {"ok": 1, "failed": 2, "skipped": 0, "not_run": 0}
     jobs = {job["id"]: job for job in run["jobs"]}
     assert [job["id"] for job in run["jobs"]] == ["a", "b", "c"]
     assert jobs["a"]["status"] == "ok" and jobs["a"]["inputs"]["extra"] == str(Path("data") / "extra.json")
@@ -72,7 +72,7 @@ def test_resume_skips_complete_rows(folder: Path) -> None:
     assert main([*RUN, "--resume"]) == 0
     run = run_record(out / "run.json")
     assert [job["status"] for job in run["jobs"]] == ["skipped", "ok", "ok"]
-    assert run["status"] == "ok" and run["counts"] == {"ok": 2, "failed": 0, "skipped": 1}
+    assert run["status"] == "ok" and run["counts"] == {"ok": 2, "failed": 0, "skipped": 1, "not_run": 0}
     assert run["jobs"][0]["tasks"]["scale"]["outputs"]["scaled"].endswith("scaled.json")  # kept
     assert (out / "a" / "scaled.json").stat().st_mtime_ns == stamp
     assert json.loads((out / "c" / "scaled.json").read_text()) == [12.0]

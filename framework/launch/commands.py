@@ -41,6 +41,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        msg = f"expected a positive number of seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _add_pipeline_options(parser: argparse.ArgumentParser, *, task_required: bool = False) -> None:
     group = parser.add_argument_group("pipeline")
     group.add_argument("-p", "--pipeline", metavar="PIPELINE.yaml", help="pipeline document (pipetask format)")
@@ -80,18 +91,22 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--debug-file", metavar="PATH", help="load this debug file (implies --debug)")
 
 
-def add_launcher_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+def add_launcher_commands(subparsers: argparse._SubParsersAction[Any], *, version: str | None = None) -> None:
     """Add ``run``, ``build``, ``tasks`` and ``config`` to the ``diffim`` command line.
 
     Parameters
     ----------
     subparsers : `argparse._SubParsersAction`
         The top-level parser's subparsers.
+    version : `str`, optional
+        ``diffim --version`` text, also answered by ``diffim run --version``.
     """
     formatter = argparse.RawDescriptionHelpFormatter
     run = subparsers.add_parser(
         "run", help="run a task or pipeline on files", description=_RUN_DESCRIPTION, formatter_class=formatter
     )
+    if version is not None:
+        run.add_argument("--version", action="version", version=version)
     _add_pipeline_options(run)
     io = run.add_argument_group("inputs and outputs")
     io.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=PATH",
@@ -102,12 +117,19 @@ def add_launcher_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     io.add_argument("--clobber", action="store_true", help="write into an existing non-empty OUTDIR")
     io.add_argument("--resume", action="store_true",
                     help="skip jobs whose run.json says ok and whose outputs all exist")
+    io.add_argument("--fail-fast", action="store_true",
+                    help="start no further table row after one fails; the rest are recorded as not run")
     io.add_argument("--dry-run", action="store_true", help="resolve everything, print the plan, write nothing")
     execution = run.add_argument_group("execution")
     execution.add_argument("--executor", metavar="NAME",
                            help="serial (default), process (default with -j > 1), dask, or a plugin's")
     execution.add_argument("-j", "--processes", type=_positive_int, metavar="N", help="parallel workers")
     execution.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address (--executor dask)")
+    execution.add_argument(
+        "--timeout", type=_positive_seconds, metavar="SECONDS",
+        help="stop a job running longer and record it as failed (process and dask executors; "
+        "picks the process executor unless --executor is given: serial cannot enforce it)",
+    )
     _add_logging_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -215,12 +237,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     code : `int`
         0 on success (failures raise launcher errors carrying their exit code).
     """
-    from .runner import run_command
+    from ..executors import pinned_threads
+    from .runner import early_executor, run_command
 
-    with _session(args) as log_handler:
+    # BLAS pinned to one thread before any task imports numpy: serial and parallel runs then
+    # compute bit-identical results (and N workers use N cores)
+    with pinned_threads(1), _session(args) as log_handler:
         debug_file = _load_debug(args)
-        pipeline = _build(args)
-        return run_command(args, pipeline, debug_file=debug_file, log_handler=log_handler)
+        # workers start (and import) while this process resolves the pipeline
+        with early_executor(args, debug_file) as executor:
+            pipeline = _build(args)
+            return run_command(args, pipeline, debug_file=debug_file, log_handler=log_handler, executor=executor)
 
 
 def _describe_task(name: str, target: Any, doc: str) -> dict[str, Any]:

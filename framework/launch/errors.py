@@ -41,8 +41,8 @@ EXIT_CODES_HELP = """exit codes:
   3    plugin error: a plugin failed to load or failed in a hook, or no plugin handles a data type
   4    config error: bad override, config file, pipeline document, failed contract, debug file
   5    input error: unknown input name, missing input, missing or unreadable input file, bad table
-  6    task failure: the task raised (or every row of an inputs table failed)
-  7    partial failure: some rows of an inputs table failed (see OUTDIR/run.json)
+  6    task failure: the task raised or ran past --timeout (or no row of an inputs table succeeded)
+  7    partial failure: some rows of an inputs table failed or were not run (see OUTDIR/run.json)
   130  interrupted"""
 
 

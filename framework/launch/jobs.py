@@ -37,7 +37,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..task import Task
 
-__all__ = ["DISPLAY_SUBDIR", "ERROR_EXIT_CODES", "JobSpec", "TaskSpec", "output_stem", "run_job", "utc_now"]
+__all__ = [
+    "DISPLAY_SUBDIR",
+    "ERROR_EXIT_CODES",
+    "JobSpec",
+    "TaskSpec",
+    "output_stem",
+    "run_job",
+    "utc_now",
+    "warm_task",
+]
 
 #: Sub-folder of a job's folder that debug displays write to (`diffim.framework.debug.display_dir`).
 DISPLAY_SUBDIR = "debug"
@@ -49,6 +58,7 @@ ERROR_EXIT_CODES: dict[str, int] = {
     "plugin": EXIT_PLUGIN_ERROR,
     "task": EXIT_TASK,
     "output": EXIT_TASK,
+    "timeout": EXIT_TASK,
     "internal": EXIT_ERROR,
 }
 
@@ -322,6 +332,37 @@ def _write_outputs(
             )
             raise _JobFailure("plugin", msg)
         entry["outputs"][name] = str(written)
+
+
+def warm_task(class_path: str) -> None:
+    """Import a task class and the modules of its declared input and output types (worker warm-up).
+
+    Called in worker processes before their first job (``diffim run -j N`` starts the workers
+    while the launcher resolves the pipeline), so those imports overlap the launcher's work
+    instead of delaying the first job. Best effort: a type that does not import is skipped.
+
+    Parameters
+    ----------
+    class_path : `str`
+        Dotted path of the task class (or of its module: then only the module is imported).
+    """
+    import importlib
+
+    from ..config import import_target
+    from ..connections import task_inputs, task_outputs
+
+    try:
+        cls = import_target(class_path)
+    except Exception:  # noqa: BLE001 - a module path: importing it is all we can do
+        importlib.import_module(class_path)
+        return
+    for declared in (*task_inputs(cls).values(), *task_outputs(cls).values()):
+        module = declared.type.rpartition(".")[0]
+        if module:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001, S112 - the job reports what it really needs
+                continue
 
 
 def run_job(spec: JobSpec) -> dict[str, Any]:

@@ -6,12 +6,15 @@
 * ``versions``: diffim, python, and numpy, astropy, scipy, pydantic, pluggy, PyYAML when
   installed (read from package metadata; nothing is imported);
 * ``plugins``: name, distribution, version of every registered plugin;
-* ``executor`` (name, processes, scheduler), ``pipeline`` (label -> task class);
+* ``executor`` (name, processes, scheduler, timeout), ``fail_fast``, ``pipeline`` (label ->
+  task class);
 * ``start``, ``end`` (UTC ISO 8601), ``seconds``, ``status`` (``ok``, ``partial`` or
-  ``failed``), ``counts`` (ok, failed, skipped);
+  ``failed``), ``counts`` (ok, failed, skipped, not_run);
 * ``jobs``: one record per job (see `diffim.framework.launch.jobs.run_job`): its folder,
   inputs, per-label status, timings, output files and, when it failed, ``error`` (one line),
-  ``error_kind`` and ``traceback``. Rows skipped by ``--resume`` have ``status: "skipped"``.
+  ``error_kind`` (``config``, ``input``, ``plugin``, ``task``, ``output``, ``timeout`` or
+  ``internal``) and ``traceback``. Rows skipped by ``--resume`` have ``status: "skipped"``;
+  rows never started because ``--fail-fast`` stopped the run have ``status: "not_run"``.
 
 A job is **complete** (skipped by ``--resume``) when its folder's ``run.json`` exists, has a
 record for that job with ``status`` ``ok`` (or ``skipped``, from an earlier resume) listing the
@@ -157,7 +160,7 @@ def write_run_record(
     -------
     data : `dict`
     """
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    counts = {"ok": 0, "failed": 0, "skipped": 0, "not_run": 0}
     for job in jobs:
         key = job.get("status")
         if key in counts:
