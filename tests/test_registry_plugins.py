@@ -67,3 +67,20 @@ def test_a_broken_plugin_is_named() -> None:
     executors = Registry("executor", populate=_populate)
     with isolated_plugin_manager(BrokenPlugin(), builtins=False), pytest.raises(PluginError, match="plugin .*BrokenPlugin. failed in hook 'diffim_register_executors': RuntimeError: boom"):
         list(executors)
+
+
+def test_a_failed_populate_is_retried_not_left_half_filled() -> None:
+    calls = []
+
+    def populate(registry: Registry) -> None:
+        calls.append(1)
+        registry.register("serial", lambda: None, doc="first")
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # e.g. a job timeout interrupting the first read
+        registry.register("process", lambda: None, doc="second")
+
+    registry = Registry("executor", populate=populate)
+    with pytest.raises(KeyboardInterrupt):
+        registry["serial"]
+    assert sorted(registry) == ["process", "serial"]  # the second read populates again, fully
+    assert len(calls) == 2

@@ -97,7 +97,14 @@ class Registry(Mapping[str, RegistryEntry]):
             if not self._populated:
                 self._populated = True  # set first: a populate that reads us must not recurse
                 assert self._populate is not None
-                self._populate(self)
+                try:
+                    self._populate(self)
+                except BaseException:
+                    # an interrupted or failing populate (a broken plugin, a job timeout) must not
+                    # leave a half-filled registry for good: the next read tries again
+                    self._entries.clear()
+                    self._populated = False
+                    raise
 
     def refresh(self) -> None:
         """Forget plugin-provided entries; they are collected again on the next read."""
