@@ -156,3 +156,19 @@ def test_too_few_stars_is_one_clear_error() -> None:
 def test_bad_options(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         estimate_psf(np.zeros((32, 32)), **kwargs)
+
+
+def test_a_field_of_mostly_bright_galaxies_uses_its_few_stars() -> None:
+    # 36 sources: 24 bright compact galaxies (FWHM 9 px), 12 fainter stars (FWHM 3 px). The median
+    # bright source is a galaxy; the stars' compact size group sets the rough FWHM and the PSF.
+    exp, positions = _star_field(3.0, "gauss", seed=11, grid=(6, 6), spacing=56)
+    img = exp.image.array
+    galaxies = [p for i, p in enumerate(positions) if i % 3]
+    for x, y in galaxies:
+        ix, iy, st = _stamp(x, y, 24, fwhm=9.0, model="gauss", beta=3.0)
+        img[iy - 24 : iy + 25, ix - 24 : ix + 25] += 5e5 * st
+    est = estimate_psf(exp, min_stars=5)
+    assert est.fwhm == pytest.approx(3.0, rel=0.05)
+    used = np.column_stack([est.sources["x"], est.sources["y"]])
+    for x, y in galaxies:
+        assert np.hypot(used[:, 0] - x, used[:, 1] - y).min() > 2.0

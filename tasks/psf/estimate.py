@@ -32,6 +32,9 @@ _log = logging.getLogger("diffim.tasks.psf.estimate")
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
+#: Candidates larger than this many times the rough (detection) size are not PSF stars.
+_MAX_SIZE_OVER_ROUGH = 1.5
+
 
 class PsfEstimationError(RuntimeError):
     """Too few usable stars (or none that can be fitted) to estimate a PSF."""
@@ -225,6 +228,11 @@ def estimate_psf(
     stamps = _stamps(img, bg_array, xi, yi, big)
     sig, _, _ = adaptive_sigma(stamps[:, big - half : big + half + 1, big - half : big + half + 1], sigma0=max(fwhm0, 1.0) / _FWHM_PER_SIGMA)
     ok = np.isfinite(sig)
+    # PSF stars are as compact as the detection's rough FWHM says (it comes from the compact
+    # sources' size group, see stellar_sigma); far larger ones are galaxies, e.g. in a cluster field
+    # where every bright isolated source is one
+    with np.errstate(invalid="ignore"):
+        ok &= sig <= _MAX_SIZE_OVER_ROUGH * fwhm0 / _FWHM_PER_SIGMA
     if ok.sum() >= 3:
         # a compact group of stars well below the median size (a galaxy-dominated field): keep
         # only sources near it before clipping, or the clipping centres on the galaxies
