@@ -30,6 +30,7 @@ from .difference_background import refit_background as _refit_background
 from .difference_background import subtract_function as _subtract_function
 from .image import Exposure, Image, Mask, MaskedImage
 from .psfMatch import NoKernelCandidatesError, PsfMatchTask, PsfMatchTaskConfig
+from .threads import with_blas_threads
 from .selectKernelCandidates import SelectKernelCandidatesTask
 
 __all__ = [
@@ -141,6 +142,13 @@ class ImagePsfMatchConfig(PsfMatchTaskConfig):
             "Images without a PSF have it measured on the stars of their central box of this side (pixels) "
             "when they exceed 1.5 times it on both sides (the whole image if the box has too few stars); "
             "0 always uses the whole image."
+        ),
+    )
+    blasThreads: int = Field(
+        1, ge=0,
+        description=(
+            "BLAS threads while the task runs (0: leave the library's setting). The kernel fit's many small "
+            "matrix products run faster on one thread; the FFTs use convolutionWorkers threads."
         ),
     )
     convolutionWorkers: int = Field(
@@ -280,10 +288,12 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     # ------------------------------------------------------------------ public API (LSST names)
     @timeMethod
+    @with_blas_threads
     def run(self, template: Exposure, science: Exposure) -> Struct:
         """Match and subtract: ``subtractExposures(template, science)`` (the launcher's entry point)."""
         return self.subtractExposures(template, science)
 
+    @with_blas_threads
     def matchExposures(  # noqa: N802 - LSST name
         self,
         templateExposure: Exposure,  # noqa: N803 - LSST names
@@ -346,6 +356,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         return result
 
     @timeMethod
+    @with_blas_threads
     def matchMaskedImages(  # noqa: N802 - LSST name
         self,
         templateMaskedImage: MaskedImage,  # noqa: N803 - LSST names
@@ -383,6 +394,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         return self._match(templateMaskedImage, scienceMaskedImage, prepared, candidateList)
 
     @timeMethod
+    @with_blas_threads
     def subtractExposures(  # noqa: N802 - LSST name
         self,
         templateExposure: Exposure,  # noqa: N803 - LSST names
@@ -429,6 +441,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         return result
 
     @timeMethod
+    @with_blas_threads
     def subtractMaskedImages(  # noqa: N802 - LSST name
         self,
         templateMaskedImage: MaskedImage,  # noqa: N803 - LSST names
