@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 __all__ = [
     "AGGREGATED_METRICS",
@@ -89,6 +89,8 @@ def _ks_pvalues(d: Sequence[float], n: Sequence[int], dtypes: Sequence[np.dtype]
         out[is32] = _kstwo_sf_float32(d_arr[is32], n_arr[is32])
     rest = np.flatnonzero(np.isnan(out))
     if rest.size:
+        from scipy import stats  # 0.7 s to import, and only the rare cases need it
+
         p = np.atleast_1d(stats.kstwo.sf(d_arr[rest], n_arr[rest]))
         for k, i in enumerate(rest):
             out[i] = np.clip(np.asarray(p[k], dtype=dtypes[i]), 0.0, 1.0)
