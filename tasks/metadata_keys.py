@@ -319,6 +319,7 @@ _MODEL_PSF_MATCH = TaskMetadataKeys(
 _COUNTERPART = "when the kernel sources are detected (no candidateList) and requireCounterpart is True"
 _FLUX_RATIO = "when the kernel sources are detected (no candidateList) and maxFluxRatioSigma > 0"
 _DETECTED = "when the kernel sources are detected (no candidateList)"
+_CONTAMINATION = "when the kernel sources are detected (no candidateList) and rejectContaminatedStamps"
 
 _SELECT_KERNEL_CANDIDATES = TaskMetadataKeys(
     task="selectKernelCandidates",
@@ -335,6 +336,10 @@ _SELECT_KERNEL_CANDIDATES = TaskMetadataKeys(
         MetadataKey("nCounterpart", "int", "Of those, sources also detected in the image to convolve.", _COUNTERPART),
         MetadataKey(
             "nFluxRatio", "int", "Of those, sources whose flux ratio between the images is consistent.", _FLUX_RATIO
+        ),
+        MetadataKey(
+            "nUncontaminated", "int",
+            "Of those, sources whose stamp holds no transient-like or variable source.", _CONTAMINATION,
         ),
         MetadataKey("nCleanStamp", "int", "Of those, sources whose stamp is clean (no excluded mask plane) in both images."),
         MetadataKey("nSelected", "int", "Kernel sources kept (at most maxSources, best rated first)."),

@@ -89,10 +89,28 @@ def test_counterpart_and_flux_ratio_cuts_can_be_switched_off() -> None:
     config = SelectKernelCandidatesConfig()
     config.requireCounterpart = False
     config.maxFluxRatioSigma = 0.0
+    config.rejectContaminatedStamps = False
     result = SelectKernelCandidatesTask(config=config).run(template, science, KSIZE, maxSources=100)
     chosen = _positions(result.kernelSources)
     assert (70, 70) in chosen and (130, 70) in chosen  # transient and variable are back
     assert result.convolvedSources is None  # no detection on the image to convolve was needed
+
+
+def test_stamps_holding_a_transient_or_a_variable_are_rejected() -> None:
+    template, science = _pair()
+    half = 30  # stamps of 61 x 61: several static stars' stamps reach the transient or the variable
+    near = {(x, y) for x, y, _, _ in STATIC
+            if any(max(abs(x - ox), abs(y - oy)) <= half for ox, oy, _, _ in (TRANSIENT, VARIABLE))}
+    assert 0 < len(near) < len(STATIC)
+    chosen = {}
+    for reject in (False, True):
+        config = SelectKernelCandidatesConfig()
+        config.rejectContaminatedStamps = reject
+        task = SelectKernelCandidatesTask(config=config)
+        chosen[reject] = _positions(task.run(template, science, half, maxSources=100, minSources=1).kernelSources)
+    assert near & chosen[False]  # without the cut some contaminated stamps are kept
+    assert not (near & chosen[True]) and chosen[True] == chosen[False] - near
+    assert task.metadata["nUncontaminated"] < task.metadata["nFluxRatio"]
 
 
 def test_too_few_sources_message_gives_the_counts_and_the_fix() -> None:
