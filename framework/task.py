@@ -117,6 +117,17 @@ class Task:
         self._display = debug_info(type(self).__module__).display
         task_dict[full_name] = self
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Import what a first run needs but the task's module does not import itself.
+
+        The launcher's worker processes call it before their first job, while the launching
+        process still resolves the pipeline, so lazy imports and plugin loading done by the first
+        ``run`` overlap that work instead of delaying the job. The default does nothing; a task
+        whose run imports heavy modules lazily lists them here. It must not change any state a
+        run depends on (results are the same with or without it).
+        """
+
     # -- names and the task tree ------------------------------------------------------------
     def getName(self) -> str:  # noqa: N802 - LSST name
         """The task's own name (``child`` for ``parent.child``)."""

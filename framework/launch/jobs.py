@@ -335,7 +335,8 @@ def _write_outputs(
 
 
 def warm_task(class_path: str) -> None:
-    """Import a task class and the modules of its declared input and output types (worker warm-up).
+    """Import a task class and the modules of its declared input and output types, then call its
+    ``warm_up()`` (worker warm-up).
 
     Called in worker processes before their first job (``diffim run -j N`` starts the workers
     while the launcher resolves the pipeline), so those imports overlap the launcher's work
@@ -363,6 +364,12 @@ def warm_task(class_path: str) -> None:
                 importlib.import_module(module)
             except Exception:  # noqa: BLE001, S112 - the job reports what it really needs
                 continue
+    warm_up = getattr(cls, "warm_up", None)
+    if callable(warm_up):
+        try:
+            warm_up()
+        except Exception:  # noqa: BLE001 - best effort: the job itself reports real problems
+            return
 
 
 def run_job(spec: JobSpec) -> dict[str, Any]:
