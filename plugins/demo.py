@@ -16,6 +16,9 @@ from diffim.framework.plugins import hookimpl
 DATA = Path(__file__).resolve().parent / "demo_data"
 TEMPLATE = DATA / "template_DEC-OBS18a.mini.fits"
 SCIENCE = DATA / "science_DEC-OBS04a.mini.fits"
+#: The example debug file (also the repository's debug.py): used by ``--debug`` when the working
+#: directory has no debug.py of its own.
+DEBUG_FILE = DATA / "debug.py"
 
 
 def demo_arguments(args: argparse.Namespace) -> list[str]:
@@ -31,10 +34,11 @@ def demo_arguments(args: argparse.Namespace) -> list[str]:
     ]
     if args.clobber:
         argv.append("--clobber")
-    if args.debug:
-        argv.append("--debug")
     if args.debug_file:
         argv += ["--debug-file", str(args.debug_file)]
+    elif args.debug:
+        # the user's own debug.py when there is one here, else the example shipped with the demo
+        argv += ["--debug"] if Path("debug.py").is_file() else ["--debug-file", str(DEBUG_FILE)]
     return argv
 
 

@@ -28,3 +28,16 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["status"] == "ok"
     assert main(["demo", "-o", str(out)]) != 0  # an existing output folder is refused without --clobber
     assert main(["demo", "-o", str(out), "--clobber"]) == 0
+
+
+def test_demo_debug_uses_the_shipped_debug_file_when_none_is_here(tmp_path: Path, monkeypatch) -> None:
+    from diffim.framework import debug as fdebug
+
+    monkeypatch.chdir(tmp_path)  # no debug.py in the working directory
+    out = tmp_path / "demo"
+    try:
+        assert main(["demo", "-o", str(out), "--debug"]) == 0
+    finally:
+        fdebug.reset_debug()
+    assert (out / "debug" / "index.html").is_file()
+    assert len(list((out / "debug").glob("*.png"))) >= 3

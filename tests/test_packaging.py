@@ -106,5 +106,6 @@ def test_wheel_contains_every_package(tmp_path: Path) -> None:
     assert not any(name.startswith(("framework/", "tasks/", "plugins/", "debug.py")) for name in names)
     assert "diffim/plugins/demo_data/science_DEC-OBS04a.mini.fits" in names  # `diffim demo` data
     assert "diffim/plugins/demo_data/LICENSE-sfft-MIT.txt" in names
+    assert "diffim/plugins/demo_data/debug.py" in names  # `diffim demo --debug` without a debug.py
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "diffim = diffim.framework.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
