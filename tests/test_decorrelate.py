@@ -14,16 +14,13 @@ from diffim.tasks.decorrelate import (
     DecorrelateALKernelConfig,
     DecorrelateALKernelTask,
     DecorrelationError,
-    _clipped_mean_large,
-    _median,
-    _order_statistics,
-    _percentiles,
     _whitening,
     clipped_variance,
     decorrelate_difference,
     decorrelate_psf_image,
     decorrelation_kernel,
 )
+from diffim.tasks.clipped_stats import _clipped_mean_large, _median, _order_statistics, _percentiles
 from diffim.tasks.image import Box2I, Exposure, Mask, MaskedImage
 from diffim.tasks.kernel import FixedKernel, GaussianKernel, LinearCombinationKernel
 from diffim.tasks.kernel.convolve import convolve, convolveAndSubtract
