@@ -385,7 +385,7 @@ class WorkerSetup:
 
         Called once per worker process (use `prepare_worker`, which also remembers failures).
         The environment variables only affect libraries loaded afterwards; BLAS libraries that
-        are already loaded are limited with ``threadpoolctl`` when it is installed.
+        are already loaded are limited with ``threadpoolctl``.
 
         Raises
         ------
@@ -406,11 +406,9 @@ class WorkerSetup:
 
 
 def _limit_loaded_thread_pools(threads: int) -> None:
-    """Limit thread pools of already loaded BLAS/OpenMP libraries (needs threadpoolctl)."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return  # the environment variables cover libraries loaded from now on
+    """Limit thread pools of already loaded BLAS/OpenMP libraries."""
+    import threadpoolctl
+
     threadpoolctl.threadpool_limits(limits=threads)
 
 
@@ -418,10 +416,10 @@ class pinned_threads:  # lower case: used like a function, ``with pinned_threads
     """Context manager: pin BLAS/OpenMP threads of this process to ``threads``, then restore.
 
     Sets every `BLAS_THREAD_ENV_VARS` entry (read by BLAS libraries when they load: numpy
-    imported inside the block keeps the pin for the life of the process) and, when
-    ``threadpoolctl`` is installed, limits the thread pools of libraries already loaded (undone
-    on exit). The ``diffim run`` launcher pins before it imports any task, and the ``serial``
-    executor pins while it runs jobs, so that jobs compute with one BLAS thread whichever
+    imported inside the block keeps the pin for the life of the process) and limits the thread
+    pools of libraries already loaded with ``threadpoolctl`` (undone on exit). The ``diffim run``
+    launcher pins before it imports any task, and the ``serial`` executor pins while it runs
+    jobs, so that jobs compute with one BLAS thread whichever
     executor runs them (the thread count changes the order of BLAS sums, hence the last bits of
     results).
 
@@ -442,12 +440,9 @@ class pinned_threads:  # lower case: used like a function, ``with pinned_threads
         self._saved = {var: os.environ.get(var) for var in BLAS_THREAD_ENV_VARS}
         os.environ.update(dict.fromkeys(BLAS_THREAD_ENV_VARS, str(self.threads)))
         if any(name in sys.modules for name in ("numpy", "scipy")):  # BLAS may be loaded already
-            try:
-                import threadpoolctl
-            except ImportError:
-                pass
-            else:
-                self._limiter = threadpoolctl.threadpool_limits(limits=self.threads)
+            import threadpoolctl
+
+            self._limiter = threadpoolctl.threadpool_limits(limits=self.threads)
         return self
 
     def __exit__(

@@ -8,43 +8,24 @@ whole-image FFTs have their own thread count (``convolutionWorkers``) and are no
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["blas_threads", "with_blas_threads"]
+from diffim.framework.executors import pinned_threads
+
+__all__ = ["with_blas_threads"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@contextlib.contextmanager
-def blas_threads(threads: int) -> Iterator[None]:
-    """Limit the BLAS libraries already loaded to ``threads`` threads inside the block.
-
-    Parameters
-    ----------
-    threads : int
-        Thread count; 0 leaves the libraries' settings alone.
-    """
-    if threads <= 0:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an optional speed-up: without threadpoolctl the libraries keep their settings
-        yield
-        return
-    with threadpool_limits(limits=int(threads), user_api="blas"):
-        yield
-
-
 def with_blas_threads(method: F) -> F:
-    """Run a task method under :func:`blas_threads` with its config's ``blasThreads``."""
+    """Run a task method under :class:`~diffim.framework.executors.pinned_threads` with its
+    config's ``blasThreads`` (0 leaves the libraries' settings alone)."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with blas_threads(int(getattr(self.config, "blasThreads", 0))):
+        with pinned_threads(int(getattr(self.config, "blasThreads", 0)) or None):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -6,23 +6,24 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from diffim.tasks.threads import blas_threads, with_blas_threads
+from diffim.framework.executors import pinned_threads
+from diffim.tasks.threads import with_blas_threads
 
 
 def _blas_threads() -> list[int]:
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
 
-def test_blas_threads_limits_inside_the_block_only() -> None:
+def test_pinned_threads_limits_inside_the_block_only() -> None:
     np.ones((2, 2)) @ np.ones((2, 2))  # BLAS loaded
     if not _blas_threads():
         pytest.fail("numpy's BLAS is not visible to threadpoolctl")
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
-        with blas_threads(1):
+        with pinned_threads(1):
             assert set(_blas_threads()) == {1}
         assert _blas_threads() == before
-        with blas_threads(0):  # 0 leaves the setting alone
+        with pinned_threads(None):  # None leaves the setting alone
             assert _blas_threads() == before
 
 

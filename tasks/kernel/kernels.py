@@ -7,7 +7,7 @@ kernel images are indexed ``[row, column]`` = ``[y, x]``. Convolution with a ker
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -157,8 +157,30 @@ class DeltaFunctionKernel(FixedKernel):
 
 
 #: Recently stacked bases of fixed kernels, most recent last: ``(kernels, images)``.
-_STACKS: list[tuple[tuple[Kernel, ...], np.ndarray]] = []
-_STACKS_KEPT = 8
+_STACKS: list[tuple[tuple[Any, ...], Any]] = []
+
+
+def cached_by_identity(cache: list[tuple[tuple[Any, ...], Any]], key: tuple[Any, ...],
+                       make: Callable[[], Any], kept: int) -> Any:
+    """The value cached for ``key`` (compared item by item with ``is``), else ``make()`` cached.
+
+    A small most-recently-used list: kernels and arrays are not hashable by value, and the few
+    objects a fit shares (its basis, their stacked images) are what is looked up.
+    """
+    for i, (cached, value) in enumerate(cache):
+        if len(cached) == len(key) and all(a is b for a, b in zip(cached, key)):
+            cache.append(cache.pop(i))
+            return value
+    value = make()
+    cache.append((key, value))
+    del cache[:-kept]
+    return value
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    stacked = np.stack(images)
+    stacked.setflags(write=False)
+    return stacked
 
 
 def basis_image_stack(basis: Sequence[Kernel]) -> np.ndarray:
@@ -170,19 +192,8 @@ def basis_image_stack(basis: Sequence[Kernel]) -> np.ndarray:
     """
     kernels = tuple(basis)
     if all(isinstance(k, FixedKernel) for k in kernels):
-        for i, (cached, images) in enumerate(_STACKS):
-            if len(cached) == len(kernels) and all(a is b for a, b in zip(cached, kernels)):
-                if i != len(_STACKS) - 1:
-                    _STACKS.append(_STACKS.pop(i))
-                return images
-        images = np.stack([k.array for k in kernels])
-        images.setflags(write=False)
-        _STACKS.append((kernels, images))
-        del _STACKS[:-_STACKS_KEPT]
-        return images
-    images = np.stack([k.computeImage() for k in kernels])
-    images.setflags(write=False)
-    return images
+        return cached_by_identity(_STACKS, kernels, lambda: _stack([k.array for k in kernels]), kept=8)
+    return _stack([k.computeImage() for k in kernels])
 
 
 class LinearCombinationKernel(Kernel):

@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..image import Box2I, Image, MaskedImage
 from ..kernel import Kernel, LinearCombinationKernel
-from ..kernel.kernels import basis_image_stack
+from ..kernel.kernels import basis_image_stack, cached_by_identity
 from .linalg import SolvedBy
 from .solution_base import KernelSolution, KernelSolutionError
 
@@ -45,26 +45,21 @@ def _variance_array(variance: Any, bbox: Box2I) -> np.ndarray:
 #: (LSST's default 21x21 kernels on 2·21+1 stamps: 6e6); larger kernels go through FFTs.
 _DIRECT_DESIGN_MAX = 15_000_000
 
-#: FFTs of recently used bases: ``(basis matrix, transform shape, spectra)``, most recent last.
-_SPECTRA: list[tuple[np.ndarray, tuple[int, int], np.ndarray]] = []
+#: FFTs of recently used bases: ``((basis stack,), {transform shape: spectra})``, most recent last.
+_SPECTRA: list[tuple[tuple[Any, ...], Any]] = []
 
 
 def _basis_spectra(basis_stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """rfft2 of every basis image flipped (correlation as convolution), zero-padded to ``shape``.
 
-    Cached: every candidate of a fit shares one basis matrix (see ``basis_image_stack``).
+    Cached: every candidate of a fit shares one basis stack (see ``basis_image_stack``).
     """
     from scipy import fft
 
-    for i, (stack, cached_shape, spectra) in enumerate(_SPECTRA):
-        if stack is basis_stack and cached_shape == shape:
-            if i != len(_SPECTRA) - 1:
-                _SPECTRA.append(_SPECTRA.pop(i))
-            return spectra
-    spectra = fft.rfft2(basis_stack[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-    _SPECTRA.append((basis_stack, shape, spectra))
-    del _SPECTRA[:-4]
-    return spectra
+    by_shape = cached_by_identity(_SPECTRA, (basis_stack,), dict, kept=4)
+    if shape not in by_shape:
+        by_shape[shape] = fft.rfft2(basis_stack[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+    return by_shape[shape]
 
 
 def _correlate_valid_fft(template: np.ndarray, basis_stack: np.ndarray) -> np.ndarray:
