@@ -104,6 +104,16 @@ class SelectKernelCandidatesConfig(Config):
             raise FieldValidationError(msg)
 
 
+def _xy(table: Any) -> np.ndarray:
+    """``(n, 2)`` source positions of a catalog."""
+    return np.column_stack([np.asarray(table["x"], float), np.asarray(table["y"], float)])
+
+
+def _snr(table: Any) -> np.ndarray:
+    """S/N column of a catalog, NaN as 0."""
+    return np.nan_to_num(np.asarray(table["snr"], float), nan=0.0)
+
+
 def _planes(image: Any) -> MaskedImage:
     if isinstance(image, Exposure):
         return image.maskedImage
@@ -279,9 +289,10 @@ class SelectKernelCandidatesTask(Task):
                     exclude_mask_planes=("NO_DATA",), set_mask=False,
                 )
             if config.requireCounterpart or config.maxFluxRatioSigma > 0 or config.rejectContaminatedStamps:
-                keep &= self._counterpart_cuts(sources, convolved_sources, keep, counts)
+                ok, has, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
+                keep &= ok
             if config.rejectContaminatedStamps:
-                keep &= ~self._contaminated(sources, convolved_sources, keep, half)
+                keep &= ~self._contaminated(sources, convolved_sources, keep, half, has, variable)
                 counts["nUncontaminated"] = int(keep.sum())
             rating = snr
         else:
@@ -319,68 +330,60 @@ class SelectKernelCandidatesTask(Task):
         selected.meta["kernelSize"] = half
         return Struct(kernelSources=selected, sources=sources, convolvedSources=convolved_sources)
 
-    def _contaminated(self, sources: Any, others: Any, keep: np.ndarray, half: int) -> np.ndarray:
+    def _contaminated(self, sources: Any, others: Any, keep: np.ndarray, half: int, has: np.ndarray,
+                      variable: np.ndarray) -> np.ndarray:
         """Kept sources whose stamp (half-size ``half``) holds a transient-like or variable source.
 
         A contaminant is a source of either catalog with S/N >= ``contaminantSnrMin`` and no
-        counterpart in the other catalog within ``counterpartRadiusPix``, or a reference source
-        whose flux ratio to its counterpart is ``maxFluxRatioSigma`` off the median.
+        counterpart in the other catalog within ``counterpartRadiusPix`` (``has`` says which
+        reference sources have one), or a reference source flagged ``variable``.
         """
         from scipy.spatial import cKDTree
 
         config = self.config
         bad = np.zeros(len(sources), dtype=bool)
-        if not keep.any() or others is None:
+        if not keep.any():
             return bad
-        positions = []
-        for table, other in ((sources, others), (others, sources)):
-            table = table[~np.asarray(table["negative"], dtype=bool)] if len(table) else table
-            other = other[~np.asarray(other["negative"], dtype=bool)] if len(other) else other
-            if not len(table):
-                continue
-            xy = np.column_stack([np.asarray(table["x"], float), np.asarray(table["y"], float)])
-            bright = np.nan_to_num(np.asarray(table["snr"], float), nan=0.0) >= config.contaminantSnrMin
-            alone = np.ones(len(table), dtype=bool)
-            if len(other):
-                tree = cKDTree(np.column_stack([np.asarray(other["x"], float), np.asarray(other["y"], float)]))
-                dist, _ = tree.query(xy, distance_upper_bound=config.counterpartRadiusPix)
+        xy = _xy(sources)
+        suspects = [xy[(~has & ~np.asarray(sources["negative"], dtype=bool) & (_snr(sources) >= config.contaminantSnrMin))
+                       | variable]]
+        others = others[~np.asarray(others["negative"], dtype=bool)] if len(others) else others
+        if len(others):
+            positive = sources[~np.asarray(sources["negative"], dtype=bool)]
+            alone = np.ones(len(others), dtype=bool)
+            if len(positive):
+                dist, _ = cKDTree(_xy(positive)).query(_xy(others), distance_upper_bound=config.counterpartRadiusPix)
                 alone = ~np.isfinite(dist)
-            positions.append(xy[bright & alone])
-        variable = getattr(self, "_variable", None)
-        if variable is not None and variable.any():
-            positions.append(np.column_stack([np.asarray(sources["x"], float)[variable],
-                                              np.asarray(sources["y"], float)[variable]]))
-        suspects = np.concatenate(positions) if positions else np.zeros((0, 2))
-        if not len(suspects):
+            suspects.append(_xy(others)[alone & (_snr(others) >= config.contaminantSnrMin)])
+        points = np.concatenate(suspects)
+        if not len(points):
             return bad
-        tree = cKDTree(suspects)
         idx = np.flatnonzero(keep)
-        centres = np.column_stack([np.asarray(sources["x"], float)[idx], np.asarray(sources["y"], float)[idx]])
-        for i, near in zip(idx, tree.query_ball_point(centres, r=half * math.sqrt(2.0) + 1.0)):
-            x, y = float(sources["x"][i]), float(sources["y"][i])
-            for j in near:
-                dx, dy = abs(suspects[j, 0] - x), abs(suspects[j, 1] - y)
-                # the candidate itself (a variable, or found in one image only) was judged by the other cuts
-                if max(dx, dy) <= half + 0.5 and math.hypot(dx, dy) > config.counterpartRadiusPix:
-                    bad[i] = True
-                    break
+        near = cKDTree(points).query_ball_point(xy[idx], r=half * math.sqrt(2.0) + 1.0)
+        for i, found in zip(idx, near):
+            offsets = np.abs(points[found] - xy[i])
+            # in the stamp, and not the candidate itself (judged by the other cuts)
+            inside = (offsets.max(axis=1, initial=0.0) <= half + 0.5) & (np.hypot(*offsets.T) > config.counterpartRadiusPix)
+            bad[i] = bool(inside.any())
         return bad
 
-    def _counterpart_cuts(self, sources: Any, others: Any, keep: np.ndarray, counts: dict[str, int]) -> np.ndarray:
-        """Cuts 5 and 6: a counterpart in the other image, and a consistent flux ratio."""
+    def _counterpart_cuts(self, sources: Any, others: Any, keep: np.ndarray,
+                          counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cuts 5 and 6: a counterpart in the other image, and a consistent flux ratio.
+
+        Returns the sources passing, those with a counterpart, and the variables among all matched
+        sources of S/N >= ``contaminantSnrMin`` (flux ratio ``maxFluxRatioSigma`` off the kept
+        sources' median), for the stamp contamination cut.
+        """
         from scipy.spatial import cKDTree
 
         config = self.config
         ok = np.ones(len(sources), dtype=bool)
-        self._variable = np.zeros(len(sources), dtype=bool)
+        variable = np.zeros(len(sources), dtype=bool)
         match = np.full(len(sources), -1, dtype=np.int64)
         others = others[~np.asarray(others["negative"], dtype=bool)] if len(others) else others
         if len(others) and len(sources):
-            tree = cKDTree(np.column_stack([np.asarray(others["x"], float), np.asarray(others["y"], float)]))
-            dist, index = tree.query(
-                np.column_stack([np.asarray(sources["x"], float), np.asarray(sources["y"], float)]),
-                distance_upper_bound=config.counterpartRadiusPix,
-            )
+            dist, index = cKDTree(_xy(others)).query(_xy(sources), distance_upper_bound=config.counterpartRadiusPix)
             found = np.isfinite(dist)
             match[found] = index[found]
         has = match >= 0
@@ -390,28 +393,21 @@ class SelectKernelCandidatesTask(Task):
         if config.maxFluxRatioSigma > 0:
             sel = keep & ok & has
             if sel.sum() >= 3:
-                flux = np.asarray(sources["flux"], dtype=float)
-                other_flux = np.asarray(others["flux"], dtype=float)[match[sel]]
+                # flux ratios and their relative errors of every matched source
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = flux[sel] / other_flux
-                    rel = np.sqrt(np.asarray(sources["snr"], float)[sel] ** -2.0
-                                  + np.asarray(others["snr"], float)[match[sel]] ** -2.0 + _FLUX_RATIO_FLOOR**2)
-                    median = float(np.nanmedian(ratio))
+                    ratio = np.full(len(sources), np.nan)
+                    rel = np.full(len(sources), np.nan)
+                    ratio[has] = np.asarray(sources["flux"], dtype=float)[has] / np.asarray(others["flux"], dtype=float)[match[has]]
+                    rel[has] = np.sqrt(np.asarray(sources["snr"], float)[has] ** -2.0
+                                       + np.asarray(others["snr"], float)[match[has]] ** -2.0 + _FLUX_RATIO_FLOOR**2)
+                    median = float(np.nanmedian(ratio[sel]))
                     z = np.abs(ratio - median) / (abs(median) * rel)
-                bad = ~(z <= config.maxFluxRatioSigma)  # NaN counts as bad
-                idx = np.nonzero(sel)[0]
-                ok[idx[bad]] = False
+                bad = sel & ~(z <= config.maxFluxRatioSigma)  # NaN counts as bad
+                ok &= ~bad
                 self.log.debug("Flux ratio cut: median %.4g, %d variable candidates rejected", median, int(bad.sum()))
-                # every matched source of contaminantSnrMin off that median is a variable for the stamp cut
-                matched = has & (np.nan_to_num(np.asarray(sources["snr"], float), nan=0.0) >= config.contaminantSnrMin)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    all_ratio = flux[matched] / np.asarray(others["flux"], dtype=float)[match[matched]]
-                    all_rel = np.sqrt(np.asarray(sources["snr"], float)[matched] ** -2.0
-                                      + np.asarray(others["snr"], float)[match[matched]] ** -2.0 + _FLUX_RATIO_FLOOR**2)
-                    far = np.abs(all_ratio - median) / (abs(median) * all_rel) > config.maxFluxRatioSigma
-                self._variable[np.flatnonzero(matched)[far]] = True
+                variable = has & (_snr(sources) >= config.contaminantSnrMin) & (z > config.maxFluxRatioSigma)
         counts["nFluxRatio"] = int((keep & ok).sum())
-        return ok
+        return ok, has, variable
 
     def _too_few_message(self, n: int, needed: int, counts: dict[str, int], half: int, detected: bool) -> str:
         config = self.config
