@@ -89,12 +89,12 @@ def sky_stats(image: np.ndarray, source: Source) -> tuple[float, float]:
     from astropy.stats import sigma_clipped_stats  # only plain images need it
 
     step = max(1, math.ceil(math.sqrt(image.size / _MAX_SKY_SAMPLE)))
-    sample = np.asarray(image[::step, ::step], dtype=np.float64)
-    sample = sample[np.isfinite(sample)]
+    grid = np.asarray(image[::step, ::step], dtype=np.float64)
+    sample = grid[np.isfinite(grid)]
     if sample.size < 16:
         raise source.error(f"only {sample.size} finite pixels, too few to estimate the sky noise", "pass noise=, weight= or variance=")
     _, median, sigma = sigma_clipped_stats(sample, sigma=3.0, maxiters=10, stdfunc="mad_std")
-    local = _local_sigma(np.asarray(image[::step, ::step], dtype=np.float64))
+    local = _local_sigma(grid)
     return float(median), float(sigma if local is None else min(sigma, local))
 
 
@@ -122,9 +122,10 @@ def _local_sigma(sample: np.ndarray) -> float | None:
         return None
     yy, xx = np.mgrid[:box, :box]
     design = np.column_stack([np.ones(box * box), xx.ravel() - (box - 1) / 2, yy.ravel() - (box - 1) / 2])
+    from astropy.stats import mad_std  # only plain images need it
+
     residual = blocks - (blocks @ np.linalg.pinv(design).T) @ design.T
-    centre = np.median(residual, axis=1)
-    sigma = 1.482602218505602 * np.median(np.abs(residual - centre[:, None]), axis=1)
+    sigma = mad_std(residual, axis=1)
     # a plane fitted to box*box pixels takes 3 degrees of freedom
     sigma *= math.sqrt(box * box / (box * box - 3))
     sigma = sigma[sigma > 0]
