@@ -29,7 +29,6 @@ import astropy.units as u
 import numpy as np
 from astropy.stats import mad_std
 from astropy.table import Table
-from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -72,7 +71,8 @@ COLUMNS: dict[str, tuple[Any, str]] = {
     "flag_not_isolated": (None, "Another source within isolation_radius"),
 }
 
-_EIGHT = np.ones((3, 3), dtype=bool)
+#: Offsets (row, column) of the 8 neighbours of a pixel.
+_NEIGHBOURS = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
 
 #: Peaks are found on the image smoothed with this fraction of the matched filter's FWHM.
 _PEAK_SMOOTHING = 0.5
@@ -691,32 +691,18 @@ def _detect_one_sign(
     return part, in_fp, nlab
 
 
-#: Offsets (row, column) of the 8 neighbours of a pixel.
-_NEIGHBOURS = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
-
-
 def _one_pixel_per_plateau(peaks: np.ndarray, ny: int, nx: int) -> np.ndarray:
     """The first (raster order) pixel of each 8-connected group of local-maximum pixels.
 
-    Adjacent local maxima are equal (a plateau); they are rare, so the labelling only runs when
-    two of the (sorted) flat indices ``peaks`` touch.
+    Adjacent local maxima are equal (a plateau); ``peaks`` are sorted flat indices, labelled
+    sparsely (no whole-image map).
     """
     if peaks.size < 2:
         return peaks
-    rows, cols = np.divmod(peaks, nx)
-    member = np.zeros(ny * nx, dtype=bool)
-    member[peaks] = True
-    touching = False
-    for dr, dc in _NEIGHBOURS:
-        r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
-        if member[(r * nx + c)[inside]].any():
-            touching = True
-            break
-    if not touching:
+    labels, n = _label_pixels(peaks, nx)
+    if n == peaks.size:
         return peaks
-    plateau, _ = ndimage.label(member.reshape(ny, nx), structure=_EIGHT)
-    _, first = np.unique(plateau.ravel()[peaks], return_index=True)
+    _, first = np.unique(labels, return_index=True)
     return peaks[first]
 
 

@@ -204,10 +204,6 @@ class Apertures:
         w = self.weight**power if power != 1 else self.weight
         return (np.where(self.inside, w * take(array, self.rows, self.cols), 0.0)).sum(axis=(1, 2))
 
-    def any(self, flags: np.ndarray) -> np.ndarray:
-        """Whether any pixel of each aperture (weight > 0, on the image) is set in a boolean map."""
-        return (self.inside & (self.weight > 0) & take(flags, self.rows, self.cols)).any(axis=(1, 2))
-
     def off_image(self) -> np.ndarray:
         """Whether part of each aperture falls off the image."""
         return ((self.weight > 0) & ~self.inside).any(axis=(1, 2))
