@@ -102,7 +102,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -110,7 +109,9 @@ import threading
 import time
 import traceback as traceback_module
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from .progress import Progress, progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from types import TracebackType
@@ -153,8 +154,6 @@ BLAS_THREAD_ENV_VARS: tuple[str, ...] = (
 
 #: Longest error text kept in `JobResult.error` (the full text is in the traceback).
 MAX_ERROR_CHARS = 500
-
-_log = logging.getLogger("diffim.run")
 
 
 class ExecutorError(RuntimeError):
@@ -792,7 +791,7 @@ class Executor:
         """Whether the running `map` was given a ``stop_when`` (so `stopping` may become true)."""
         return self._may_stop
 
-    def start(self, warm: Sequence[str] = ()) -> None:
+    def start(self, warm: Sequence[str] = (), *, jobs: int | None = None) -> None:
         """Start the workers now and import ``warm`` modules in them (default: do nothing).
 
         Lets worker start-up overlap the caller's own work (the launcher calls it before it
@@ -802,7 +801,9 @@ class Executor:
         ----------
         warm : sequence of `str`
             Modules for `warm_worker` (``"pkg.mod"``, ``"pkg.mod:function"`` or
-        ``"pkg.mod:function:argument"``).
+            ``"pkg.mod:function:argument"``).
+        jobs : `int`, optional
+            Number of jobs expected, when known (no more workers than jobs are started).
         """
 
     def dispatch(
@@ -1004,6 +1005,3 @@ def get_executor(name: str = DEFAULT_EXECUTOR, /, **options: Any) -> Executor:
         raise TypeError(msg)
     return executor
 
-
-# Progress display: diffim.framework.progress (re-exported here).
-from .progress import Progress, progress  # noqa: E402

@@ -102,8 +102,7 @@ class Registry(Mapping[str, RegistryEntry]):
                 except BaseException:
                     # an interrupted or failing populate (a broken plugin, a job timeout) must not
                     # leave a half-filled registry for good: the next read tries again
-                    self._entries.clear()
-                    self._populated = False
+                    self.refresh()
                     raise
 
     def refresh(self) -> None:

@@ -214,6 +214,7 @@ def early_executor(args: argparse.Namespace, debug_file: str | None) -> Iterator
             setup = worker_setup(debug_file, args.log_levels, args.traces)
             executor = _executor(options["name"], options["processes"], options["scheduler"], setup,
                                  options["timeout"])
+        if executor is not None:
             executor.start([*WARM_MODULES, *_named_task_warm_ups(args)], jobs=_count_jobs(args.inputs_table))
     try:
         yield executor
@@ -277,8 +278,7 @@ def run_command(
         return 0
     _check_runnable(pipeline)
     options = _executor_options(args)
-    _check_executor_name(options["name"])
-    check_run_arguments(args)
+    _check_executor_name(options["name"])  # the run's arguments were checked by early_executor
     outdir = Path(args.output) if args.output else None
     table = Path(args.inputs_table) if args.inputs_table else None
     header = run_header(
@@ -382,9 +382,7 @@ def _executor(
         options["timeout"] = timeout
     try:
         return get_executor(name, **options)
-    except TypeError as err:
-        raise ValueError(f"--executor {name}: {err}") from None
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"--executor {name}: {err}") from None
 
 
