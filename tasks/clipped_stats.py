@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +42,12 @@ def _clipped_mean(values: np.ndarray, nsigma: float = 3.0, niter: int = 3) -> fl
         kept = data[scratch <= half_width]
         if kept.size == 0:
             return math.nan
-        centre = float(kept.mean())
+        mean = kept.mean()
+        centre = float(mean)
         if kept.size > 1:
             # kept.std(ddof=1), as in clipped_mean_std, for the half width of the next pass
             deviation = scratch[: kept.size]
-            np.subtract(kept, kept.mean(), out=deviation)
+            np.subtract(kept, mean, out=deviation)
             np.multiply(deviation, deviation, out=deviation)
             std = float(np.sqrt(deviation.sum() / (kept.size - 1)))
         else:
@@ -227,10 +229,13 @@ def _clipped_mean_large(values: np.ndarray, nsigma: float = 3.0, niter: int = 3,
     return centre
 
 
-# ------------------------------------------------------------------------------------------------
-# Task wrapper
-# ------------------------------------------------------------------------------------------------
+def clipped_mean(values: np.ndarray, nsigma: float = 3.0, niter: int = 3, *, finite: bool = False) -> float:
+    """afw's MEANCLIP of ``values`` (``nsigma``-sigma clipping, ``niter`` passes), NaN if none is left.
 
-
-#: Public name of the small-array MEANCLIP.
-clipped_mean = _clipped_mean
+    Small arrays take the direct computation, large ones (``_LARGE`` values and more) the
+    bracketed one; both equal ``clipped_mean_std(values)[0]`` bit for bit. ``finite`` says the
+    values are known finite (skips a check on large arrays).
+    """
+    if values.size < _LARGE:
+        return _clipped_mean(values, nsigma, niter)
+    return _clipped_mean_large(values, nsigma, niter, finite=finite)

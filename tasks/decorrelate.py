@@ -96,7 +96,7 @@ from diffim.framework.struct import Struct
 from diffim.framework.task import Task
 from diffim.framework.timing import timeMethod
 
-from .clipped_stats import _LARGE, _clipped_mean, _clipped_mean_large, _median
+from .clipped_stats import _median, clipped_mean
 from .image import Exposure, Image, Mask, MaskedImage
 from .kernel import FixedKernel, Kernel
 
@@ -690,7 +690,7 @@ def clipped_variance(
     if bits:
         _and_unmasked(usable, mi.mask.array, bits)
     values = variance[usable]
-    mean = _clipped_mean(values) if values.size < _LARGE else _clipped_mean_large(values, finite=True)
+    mean = clipped_mean(values, finite=True)
     if not (math.isfinite(mean) and mean > 0):
         msg = (
             f"no usable variance: clipped mean {mean!r} over {values.size} finite unmasked pixels "

@@ -17,7 +17,8 @@ import pytest
 import scipy.fft as sfft
 from astropy.stats import sigma_clipped_stats
 from diffim.tasks import ImagePsfMatchConfig, ImagePsfMatchTask
-from diffim.tasks.decorrelate import _clipped_mean, _whitening
+from diffim.tasks.clipped_stats import _clipped_mean
+from diffim.tasks.decorrelate import _whitening
 from diffim.tasks.detection import (
     Background,
     BackgroundError,
