@@ -57,10 +57,6 @@ numpydoc_class_members_toctree = False
 numpydoc_validation_checks: set[str] = set()
 numpydoc_xref_param_type = False
 
-# Docstrings shown verbatim (literal text) until their reStructuredText is fixed at the source
-# (module or object names; none at present).
-diffim_verbatim_docstrings: list[str] = []
-
 # -- MyST (Markdown pages: performance.md, plugin_tutorial.md) -----------------------------
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3

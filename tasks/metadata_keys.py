@@ -34,7 +34,6 @@ __all__ = [
     "TaskMetadataKeys",
     "TimerKeys",
     "declared_keys",
-    "lookup",
 ]
 
 
@@ -390,21 +389,3 @@ def declared_keys(task: str) -> dict[str, MetadataKey]:
         msg = f"no metadata keys declared for task {task!r}; declared: {', '.join(TASK_METADATA_KEYS)}"
         raise KeyError(msg)
     return entry.all_keys()
-
-
-def lookup(task: str, key: str) -> MetadataKey | None:
-    """The declaration of one key of a task, or `None` if it is not declared.
-
-    Parameters
-    ----------
-    task : str
-        The task's ``_DefaultName``.
-    key : str
-        A key of ``task.metadata`` (not a full-metadata ``parent:child.key`` path).
-
-    Returns
-    -------
-    declaration : MetadataKey or None
-        The declaration.
-    """
-    return declared_keys(task).get(key)

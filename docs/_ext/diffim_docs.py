@@ -582,16 +582,6 @@ def _keep_unknown_sections(app: Sphinx, what: str, name: str, obj: Any, options:
     lines[:] = out
 
 
-def _verbatim_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
-    """Show the docstrings listed in ``diffim_verbatim_docstrings`` as literal text.
-
-    A stop-gap for a docstring whose reStructuredText is broken in a file the docs may not edit
-    yet: the text stays readable and the build stays free of warnings.
-    """
-    if name in app.config.diffim_verbatim_docstrings and lines:
-        lines[:] = ["::", "", *[f"    {line}" for line in lines], ""]
-
-
 # ----------------------------------------------------------------------------- figures
 def _make_figures(app: Sphinx) -> None:
     script = DOCS / "make_figures.py"
@@ -616,9 +606,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("diffim-migration", MigrationTable)
     app.connect("autodoc-process-signature", _config_signature)
     app.connect("autodoc-process-docstring", _config_docstring)
-    app.connect("autodoc-process-docstring", _verbatim_docstring)
     app.connect("autodoc-process-docstring", _keep_unknown_sections, priority=400)  # before numpydoc (500)
-    app.add_config_value("diffim_verbatim_docstrings", [], "env")
     app.connect("builder-inited", _make_figures)
     app.connect("env-check-consistency", _check_hooks)
     app.connect("env-purge-doc", _purge_hooks)

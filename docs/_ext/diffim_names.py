@@ -96,41 +96,20 @@ def _resolve_object(name: str) -> None:
 
 def _resolve_config(name: str) -> None:
     """``pkg.module.ConfigClass:field.path`` (or just ``pkg.module.ConfigClass``)."""
-    from diffim.framework.config import Config, ConfigChoice, ConfigurableInstance
+    from diffim.framework.config import Config
+    from diffim.framework.config.errors import UnknownFieldError
+    from diffim.framework.config.paths import resolve
 
     class_path, _, field_path = name.partition(":")
     cls = _import_object(class_path)
     if not (isinstance(cls, type) and issubclass(cls, Config)):
         msg = f"{class_path!r} is not a Config class"
         raise NameError_(msg)
-    node: Any = cls()
-    walked = class_path
-    for part in filter(None, field_path.split(".")):
-        if isinstance(node, ConfigChoice):
-            if part == "active":
-                node = node.active
-            elif part == "name":
-                node = None
-            elif part in node.keys():
-                node = node[part]
-            else:
-                msg = f"{walked!r} is a choice of {node.keys()}: no {part!r} (use 'name', 'active' or an alternative)"
-                raise NameError_(msg)
-        elif isinstance(node, ConfigurableInstance):
-            node = node.value
-            if part not in type(node).model_fields:
-                msg = f"subtask config {walked!r} ({type(node).__name__}) has no field {part!r}"
-                raise NameError_(msg)
-            node = getattr(node, part)
-        elif isinstance(node, Config):
-            if part not in type(node).model_fields:
-                msg = f"{walked!r} ({type(node).__name__}) has no field {part!r}"
-                raise NameError_(msg)
-            node = getattr(node, part)
-        else:
-            msg = f"{walked!r} is a plain value: it has no field {part!r}"
-            raise NameError_(msg)
-        walked = f"{walked}.{part}" if ":" in walked else f"{walked}:{part}"
+    if field_path:
+        try:
+            resolve(cls(), field_path)
+        except UnknownFieldError as err:
+            raise NameError_(f"{class_path}: {err}") from None
 
 
 @functools.cache
