@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernel.convolve import _DIRECT_MAX_AREA, _tile_plan
 from .metrics import (
     METRIC_PLANES,
     aggregate_metrics,
@@ -32,10 +33,6 @@ from .metrics import (
 
 __all__ = ["candidate_metrics", "diagnose", "difference_residuals"]
 
-#: Kernels of at most this many pixels are correlated directly by convolve (not by FFT).
-_DIRECT_MAX_AREA = 9
-#: Largest stamp side convolve transforms as a single FFT tile (its tiles are >= 256 + 256 // 4).
-_ONE_TILE_MAX = 320
 #: Bytes of spectra per block of stamps (8 stamps of 43² with 2 kernels). Larger blocks make the FFTs
 #: memory-bound and their megabyte arrays come back from the allocator as fresh pages (page faults).
 _BLOCK_BYTES = 1 << 19
@@ -94,8 +91,8 @@ def difference_residuals(
             groups.setdefault(key, []).append(i)
     for key, members in groups.items():
         # blocks of stamps whose arrays stay in the cache (and in memory the allocator reuses)
-        (h, w), _, n_kernels = key[:3]
-        block = max(1, _BLOCK_BYTES // (16 * n_kernels * _fft_length(h) * _fft_length(w)))
+        (h, w), (kh, kw), n_kernels = key[:3]
+        block = max(1, _BLOCK_BYTES // (16 * n_kernels * _one_tile_length(h, kh) * _one_tile_length(w, kw)))
         for b0 in range(0, len(members), block):
             chunk = members[b0 : b0 + block]
             planes = _Planes.stack([stamps[i] for i in chunk])
@@ -131,7 +128,9 @@ def _batch_key(template: Any, science: Any, kernel_list: Sequence[np.ndarray]) -
     if (
         template.getBBox() != science.getBBox()
         or kh * kw <= _DIRECT_MAX_AREA
-        or not (kh <= h <= _ONE_TILE_MAX and kw <= w <= _ONE_TILE_MAX)
+        or not (kh <= h and kw <= w)
+        or _one_tile_length(h, kh) is None
+        or _one_tile_length(w, kw) is None
     ):
         return None
     return (
@@ -185,10 +184,11 @@ class _Planes:
         )))
 
 
-def _fft_length(n: int) -> int:
-    from scipy import fft
-
-    return int(fft.next_fast_len(n, real=True))
+def _one_tile_length(n: int, k: int) -> int | None:
+    """convolve's FFT length along an axis of ``n`` pixels and a ``k``-pixel kernel, or None when
+    convolve would cut that axis into several tiles (the batched path reproduces one tile only)."""
+    length, per_tile = _tile_plan(n - k + 1, k)
+    return length if per_tile == n - k + 1 else None
 
 
 def _valid_correlation(stamps: np.ndarray, kernels: np.ndarray, fft_shape: tuple[int, int]) -> np.ndarray:
@@ -228,7 +228,7 @@ def _batched_residuals(
     cols = slice((kw - 1) // 2, (kw - 1) // 2 + w_out)
     dtype = np.result_type(planes.template.dtype, planes.science.dtype)
     # convolve's one-tile plan: an FFT of the whole stamp, zero-padded to a fast length
-    fft_shape = (_fft_length(h), _fft_length(w))
+    fft_shape = (_one_tile_length(h, kh), _one_tile_length(w, kw))
     kernel_stack = np.stack([np.asarray(k, dtype=float) for ks in kernels for k in ks])  # (N * m, kh, kw)
 
     # as convolveAndSubtract: float64 correlation, + background, S - it, and var_S + K² ⋆ var_T,
