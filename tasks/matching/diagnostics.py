@@ -27,7 +27,7 @@ from .metrics import (
     METRIC_PLANES,
     aggregate_metrics,
     kernel_shape_metrics,
-    normalized_residuals,
+    masked_image_residuals,
     residual_metrics_of,
 )
 
@@ -109,7 +109,7 @@ def difference_residuals(
     for i in slow:
         template, science = stamps[i]
         out[i] = [
-            _slow_residuals(template, science, k, bg, bits) for k, bg in zip(kernels[i], backgrounds[i])
+            _slow_residuals(template, science, k, bg) for k, bg in zip(kernels[i], backgrounds[i])
         ]
     return out
 
@@ -140,13 +140,11 @@ def _batch_key(template: Any, science: Any, kernel_list: Sequence[np.ndarray]) -
     )
 
 
-def _slow_residuals(template: Any, science: Any, kernel_image: np.ndarray, background: float, bits: int) -> np.ndarray:
+def _slow_residuals(template: Any, science: Any, kernel_image: np.ndarray, background: float) -> np.ndarray:
     from ..kernel.convolve import convolveAndSubtract
     from ..kernel.kernels import FixedKernel
 
-    diffim = convolveAndSubtract(template, science, FixedKernel(kernel_image), background)
-    bad = (diffim.mask.array & bits) != 0
-    return normalized_residuals(diffim.image.array, diffim.variance.array, bad)
+    return masked_image_residuals(convolveAndSubtract(template, science, FixedKernel(kernel_image), background))
 
 
 @dataclass
@@ -370,11 +368,7 @@ def _metrics_rows(inputs: Sequence[_CandidateInputs]) -> list[dict[str, float]]:
     z_all: list[np.ndarray] = []
     for c, z in zip(inputs, residuals):
         if c.local_background is None:
-            from ..image import Mask
-
-            diffim = c.candidate.getDifferenceImage(CandidateSolution.RECENT)
-            bad = (diffim.mask.array & Mask.getPlaneBitMask(METRIC_PLANES)) != 0
-            z = [normalized_residuals(diffim.image.array, diffim.variance.array, bad), *z]
+            z = [masked_image_residuals(c.candidate.getDifferenceImage(CandidateSolution.RECENT)), *z]
         z_all.extend(z)
     n_parameters = [p for c in inputs for p in (c.n_local, 0)]
     suffixes = ["LOCAL", "SPATIAL"] * len(inputs)

@@ -33,6 +33,7 @@ __all__ = [
     "ks_normal",
     "normalized_residuals",
     "residual_metrics",
+    "masked_image_residuals",
     "residual_metrics_of",
 ]
 
@@ -364,11 +365,15 @@ def residual_metrics(diffim: Any, *, n_parameters: int = 0, suffix: str = "LOCAL
         ChiSq (reduced), MseResids (mean of z², i.e. bias² + ML variance); NaN when no pixel is usable.
         Median and IQR are ``np.percentile``'s (linear), KSD and KSProb ``scipy.stats.kstest``'s.
     """
+    return residual_metrics_of([masked_image_residuals(diffim)], [n_parameters], [suffix])[0]
+
+
+def masked_image_residuals(diffim: Any) -> np.ndarray:
+    """:func:`normalized_residuals` of a difference MaskedImage, pixels in :data:`METRIC_PLANES` left out."""
     from ..image import Mask
 
     bad = (diffim.mask.array & Mask.getPlaneBitMask(METRIC_PLANES)) != 0
-    z = normalized_residuals(diffim.image.array, diffim.variance.array, bad)
-    return residual_metrics_of([z], [n_parameters], [suffix])[0]
+    return normalized_residuals(diffim.image.array, diffim.variance.array, bad)
 
 
 def kernel_shape_metrics(kernel_image: np.ndarray, *, suffix: str = "LOCAL") -> dict[str, float]:
