@@ -1011,6 +1011,8 @@ def isolated_plugin_manager(
     ...     pm.list_plugins()
     []
     """
+    from .config.registry import refresh_plugin_registries
+
     global _manager
     manager = DiffimPluginManager()
     manager.load(autoload=autoload, builtins=builtins)
@@ -1018,8 +1020,11 @@ def isolated_plugin_manager(
         manager.register(plugin)
     with _lock:
         previous, _manager = _manager, manager
+    # the registries that plugins fill cache what they collected: make them ask this manager
+    refresh_plugin_registries()
     try:
         yield manager
     finally:
         with _lock:
             _manager = previous
+        refresh_plugin_registries()

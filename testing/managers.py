@@ -11,45 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffim.framework.plugins import DiffimPluginManager
 
-__all__ = ["PLUGIN_REGISTRIES", "plugin_manager", "refresh_registries"]
-
-#: ``(module, attribute)`` of every registry filled through a plugin hook. Only registries of
-#: modules already imported are refreshed: the others have not read any plugin yet.
-PLUGIN_REGISTRIES: tuple[tuple[str, str], ...] = (
-    ("diffim.tasks.registries", "kernel_bases"),
-    ("diffim.tasks.registries", "candidate_visitors"),
-    ("diffim.framework.launch.registry", "tasks"),
-    # built on first use; None until then
-    ("diffim.framework.executors", "_registry"),
-)
-
+__all__ = ["plugin_manager", "refresh_registries"]
 
 def refresh_registries() -> list[str]:
     """Forget what the plugin-filled registries collected, so they ask the plugins again.
 
+    The framework's :func:`~diffim.framework.config.registry.refresh_plugin_registries` (which
+    :func:`~diffim.framework.plugins.isolated_plugin_manager` also calls when it swaps managers).
     The mask plane registry is not refreshed: bits once assigned stay valid for the process.
 
     Returns
     -------
     refreshed : `list` [`str`]
-        ``"module.attribute"`` of each registry refreshed.
+        Names of the registries refreshed.
     """
-    refreshed = []
-    for module_name, attribute in PLUGIN_REGISTRIES:
-        module = sys.modules.get(module_name)
-        # vars() rather than getattr: a module __getattr__ may build the registry we skip
-        registry = vars(module).get(attribute) if module is not None else None
-        if registry is not None:
-            registry.refresh()
-            refreshed.append(f"{module_name}.{attribute}")
-    return refreshed
+    from diffim.framework.config.registry import refresh_plugin_registries
+
+    return refresh_plugin_registries()
 
 
 def _resolve(plugin: object) -> object:
@@ -98,7 +82,7 @@ def plugin_manager(
     """Make a fresh process-wide plugin manager holding only the chosen plugins.
 
     Built on :func:`diffim.framework.plugins.isolated_plugin_manager`; the plugin-filled
-    registries (see :data:`PLUGIN_REGISTRIES`) are refreshed on entry and on exit.
+    registries are refreshed on entry and on exit.
 
     Parameters
     ----------
@@ -140,12 +124,10 @@ def plugin_manager(
     from diffim.framework.plugins import isolated_plugin_manager
 
     resolved = [_resolve(plugin) for plugin in plugins]
-    try:
-        with isolated_plugin_manager(builtins=builtins, autoload=autoload) as manager:
-            _load_entry_points(manager, entry_points)
-            for plugin in resolved:
-                manager.register(plugin)
-            refresh_registries()
-            yield manager
-    finally:
-        refresh_registries()
+    # isolated_plugin_manager refreshes the plugin-filled registries on the way in and out
+    with isolated_plugin_manager(builtins=builtins, autoload=autoload) as manager:
+        _load_entry_points(manager, entry_points)
+        for plugin in resolved:
+            manager.register(plugin)
+        refresh_registries()  # in case a registry was read while the plugins were added
+        yield manager

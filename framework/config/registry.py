@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,30 @@ from .allowed import _LazyAllowed
 if TYPE_CHECKING:
     from .base import Config
 
-__all__ = ["Registry", "RegistryEntry", "RegistryName"]
+__all__ = ["Registry", "RegistryEntry", "RegistryName", "refresh_plugin_registries"]
+
+
+#: Weak references to every registry filled by a ``populate`` callback (plugin hooks), for
+#: `refresh_plugin_registries` (a Mapping is unhashable, so not a WeakSet).
+_PLUGIN_FILLED: list[weakref.ref[Registry]] = []
+
+
+def refresh_plugin_registries() -> list[str]:
+    """Make every plugin-filled registry forget its entries, so it asks the plugins again.
+
+    Called when the process-wide plugin manager is swapped
+    (:func:`~diffim.framework.plugins.isolated_plugin_manager`).
+
+    Returns
+    -------
+    names : `list` [`str`]
+        Names of the registries refreshed.
+    """
+    alive = [registry for ref in _PLUGIN_FILLED if (registry := ref()) is not None]
+    _PLUGIN_FILLED[:] = [weakref.ref(registry) for registry in alive]
+    for registry in alive:
+        registry.refresh()
+    return sorted(registry.name for registry in alive)
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,8 @@ class Registry(Mapping[str, RegistryEntry]):
         self._populated = populate is None
         self._entries: dict[str, RegistryEntry] = {}
         self._lock = threading.RLock()
+        if populate is not None:
+            _PLUGIN_FILLED.append(weakref.ref(self))
 
     def register(
         self,
