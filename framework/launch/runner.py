@@ -148,7 +148,7 @@ def _task_path(name: str) -> str | None:
 
 def _named_task_warm_ups(args: argparse.Namespace) -> list[str]:
     """`warm_task` calls for the tasks named by ``-t`` and ``-p`` (best effort: unclear ones are left out)."""
-    from ..pipeline import parse_task_spec
+    from ..pipeline import PipelineDocument, parse_task_spec
 
     names = []
     for spec in args.tasks or []:
@@ -156,11 +156,7 @@ def _named_task_warm_ups(args: argparse.Namespace) -> list[str]:
             names.append(parse_task_spec(spec)[0])
     if args.pipeline:
         with contextlib.suppress(Exception):
-            import yaml
-
-            tasks = yaml.safe_load(Path(args.pipeline).read_text(encoding="utf-8")).get("tasks") or {}
-            for entry in tasks.values():
-                names.append(entry if isinstance(entry, str) else entry["class"])
+            names += [entry.class_ for entry in PipelineDocument.from_file(args.pipeline).tasks.values()]
     warm = []
     for name in names:
         with contextlib.suppress(Exception):
@@ -177,10 +173,12 @@ def _count_jobs(table: str | None) -> int | None:
         return 1
     import csv
 
+    from .errors import LaunchError
+    from .plan import _read_table
+
     try:
-        with open(table, newline="", encoding="utf-8-sig") as handle:
-            return max(0, sum(1 for row in csv.reader(handle) if any(cell.strip() for cell in row)) - 1)
-    except (OSError, csv.Error, UnicodeDecodeError):
+        return len(_read_table(Path(table))[1])
+    except (LaunchError, OSError, UnicodeDecodeError, csv.Error):
         return None
 
 
