@@ -22,6 +22,7 @@ figures of ``docs/make_figures.py`` into ``docs/_figures`` before reading.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -366,16 +367,18 @@ def hookspec_modules() -> list[str]:
     return names
 
 
+@functools.cache
 def hookspecs() -> dict[str, tuple[str, Any]]:
-    """Hook name -> (spec module, spec function), in source order."""
-    found: list[tuple[str, int, str, Any]] = []
-    for module_name in hookspec_modules():
+    """Hook name -> (spec module, spec function), in source order (read once per build)."""
+    modules = hookspec_modules()
+    found: list[tuple[int, int, str, str, Any]] = []
+    for rank, module_name in enumerate(modules):
         module = importlib.import_module(module_name)
         for name, func in vars(module).items():
             if name.startswith("diffim_") and hasattr(func, "diffim_spec"):
-                found.append((module_name, inspect.getsourcelines(func)[1], name, func))
-    found.sort(key=lambda item: (hookspec_modules().index(item[0]), item[1]))
-    return {name: (module, func) for module, _, name, func in found}
+                found.append((rank, inspect.getsourcelines(func)[1], name, module_name, func))
+    found.sort(key=lambda item: item[:2])
+    return {name: (module, func) for _, _, name, module, func in found}
 
 
 def hook_arguments(func: Any) -> list[str]:
