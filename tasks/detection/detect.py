@@ -185,7 +185,10 @@ def detect_sources(
     any_invalid = not bool(valid.all())
     invalid = ~valid if any_invalid else None
 
-    bg_value, bg_rms, bg_sigma = _resolve_background(background, data, valid, background_box, image.shape)
+    if background is None:
+        # a model kept as such: its finiteness is known from the mesh (no whole-image check below)
+        background = estimate_background(data, box=background_box, mask=~valid)
+    bg_value, bg_rms, bg_sigma = _resolve_background(background, image.shape)
     # One float64 working copy of the image: background subtracted, unusable pixels 0.
     if isinstance(bg_value, np.ndarray):
         resid = np.subtract(image, bg_value, dtype=np.float64)
@@ -350,16 +353,11 @@ def _check_options(threshold: Any, npix_min: Any, smooth_fwhm: Any, polarity: An
         raise DetectionError(msg)
 
 
-def _resolve_background(
-    background: Any, data: Any, valid: np.ndarray, box: int, shape: tuple[int, ...]
-) -> tuple[np.ndarray | float, Any, float | None]:
+def _resolve_background(background: Any, shape: tuple[int, ...]) -> tuple[np.ndarray | float, Any, float | None]:
     """Background (array, or a number for a constant), rms map or a callable making it (if known),
     and the global sigma (if known)."""
-    if background is None:
-        bg = estimate_background(data, box=box, mask=~valid)
-        # the rms map is only needed without a variance plane: interpolate it only then
-        return bg.array, lambda: bg.rms, bg.sigma
     if isinstance(background, Background):
+        # the rms map is only needed without a variance plane: interpolate it only then
         if background.shape != shape:
             msg = f"background has shape {background.shape} but the image has shape {shape}"
             raise DetectionError(msg)
