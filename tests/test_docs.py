@@ -99,26 +99,6 @@ def test_every_hookspec_states_the_version_that_added_it() -> None:
 
 
 # ----------------------------------------------------------------------------------- metadata
-_XY0 = (12345, 67890)
-
-
-def _star_field(sigma: float, noise: float, seed: int, size: int = 256, n: int = 20) -> Any:
-    """LSST's makeTestImage in small: Gaussian stars (same positions for every seed), Gaussian noise."""
-    from diffim.tasks.image import Exposure
-    from diffim.tasks.psf import GaussianPsf
-
-    rng = np.random.default_rng(3)
-    xs, ys, fluxes = rng.uniform(20, size - 20, n), rng.uniform(20, size - 20, n), rng.uniform(500, 1000, n)
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
-    image = np.zeros((size, size))
-    for x, y, flux in zip(xs, ys, fluxes, strict=True):
-        image += flux * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / sigma**2) / (2 * np.pi * sigma**2)
-    image += np.random.default_rng(seed).normal(0.0, noise, image.shape)
-    width = int(2 * np.ceil(4 * sigma) + 1)
-    return Exposure(image=image.astype(np.float32), variance=np.full(image.shape, noise**2, np.float32), xy0=_XY0,
-                    psf=GaussianPsf(width, width, sigma))
-
-
 @pytest.fixture(scope="module")
 def task_trees() -> list[Task]:
     """The top-level tasks after ImagePsfMatchTask.subtractExposures and ModelPsfMatchTask.run."""
@@ -126,13 +106,16 @@ def task_trees() -> list[Task]:
     from diffim.tasks.modelPsfMatch import ModelPsfMatchConfig, ModelPsfMatchTask
     from diffim.tasks.psf import DoubleGaussianPsf
 
+    from diffim.testing import make_image_pair
+
+    pair = make_image_pair()  # the plugin test kit's small synthetic pair
     image_task = ImagePsfMatchTask()
-    image_task.subtractExposures(_star_field(2.0, 1.0, 1), _star_field(2.4, 1.0, 2))
+    image_task.subtractExposures(pair.template, pair.science)
 
     config = ModelPsfMatchConfig()  # LSST's test_modelPsfMatch set-up, on a 128² exposure
     config.kernel.active.kernelSize = 9
     config.kernel.active.kernelSizeMin = 9
-    exposure = _star_field(2.0, 1.0, 3, size=128, n=5)
+    exposure = make_image_pair(128, nstars=5).template
     exposure.psf = DoubleGaussianPsf(11, 11, 2.0)
     model_task = ModelPsfMatchTask(config=config)
     model_task.run(exposure, DoubleGaussianPsf(11, 11, 3.7))
