@@ -19,7 +19,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pytest
 from diffim.framework.task import Task
 from diffim.tasks.metadata_keys import TASK_METADATA_KEYS, declared_keys
