@@ -404,11 +404,11 @@ class WorkerSetup:
             load_debug(self.debug_file)
 
 
-def _limit_loaded_thread_pools(threads: int) -> None:
-    """Limit thread pools of already loaded BLAS/OpenMP libraries."""
+def _limit_loaded_thread_pools(threads: int) -> Any:
+    """Limit thread pools of already loaded BLAS/OpenMP libraries; the limiter (to restore them)."""
     import threadpoolctl
 
-    threadpoolctl.threadpool_limits(limits=threads)
+    return threadpoolctl.threadpool_limits(limits=threads)
 
 
 class pinned_threads:  # lower case: used like a function, ``with pinned_threads(1):``
@@ -439,9 +439,7 @@ class pinned_threads:  # lower case: used like a function, ``with pinned_threads
         self._saved = {var: os.environ.get(var) for var in BLAS_THREAD_ENV_VARS}
         os.environ.update(dict.fromkeys(BLAS_THREAD_ENV_VARS, str(self.threads)))
         if any(name in sys.modules for name in ("numpy", "scipy")):  # BLAS may be loaded already
-            import threadpoolctl
-
-            self._limiter = threadpoolctl.threadpool_limits(limits=self.threads)
+            self._limiter = _limit_loaded_thread_pools(self.threads)
         return self
 
     def __exit__(
