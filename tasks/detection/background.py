@@ -186,10 +186,9 @@ def estimate_background(
     unusable = ~np.isfinite(img)
     if px.mask is not None and ignore_mask_planes:
         bits = Mask.getPlaneBitMask(list(ignore_mask_planes))
-        planes = px.mask.array
-        # a plane no pixel has costs nothing (the OR of the whole mask is one fast pass)
-        if planes.size and bits & int(np.bitwise_or.reduce(planes, axis=None)):
-            unusable |= (planes & bits) != 0
+        # a plane no pixel has costs nothing
+        if bits & px.mask.present_bits():
+            unusable |= (px.mask.array & bits) != 0
     if mask is not None:
         extra = np.asarray(mask, dtype=bool)
         if extra.shape != img.shape:

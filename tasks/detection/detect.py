@@ -170,7 +170,7 @@ def detect_sources(
     # Mask planes are read at footprint and aperture pixels only; a whole-image plane is built only
     # where every pixel matters (excluded pixels) and only if some pixel has one of its bits.
     mask_arr = px.mask.array if px.mask is not None else None
-    present = int(np.bitwise_or.reduce(mask_arr, axis=None)) if mask_arr is not None and mask_arr.size else 0
+    present = px.mask.present_bits() if px.mask is not None else 0
     valid = np.isfinite(image)
     if mask_arr is not None and exclude_mask_planes:
         exclude_bits = Mask.getPlaneBitMask(list(exclude_mask_planes))

@@ -210,9 +210,13 @@ class Mask(Image):
         """Clear a plane's bit everywhere."""
         self._array &= ~np.int32(self.getPlaneBitMask(name))
 
+    def present_bits(self) -> int:
+        """OR of every pixel's bits: the planes set somewhere (one fast pass over the mask)."""
+        return int(np.bitwise_or.reduce(self._array, axis=None)) if self._array.size else 0
+
     def plane_names_set(self) -> list[str]:
         """Names of the planes set somewhere in this mask."""
-        present = int(np.bitwise_or.reduce(self._array, axis=None)) if self._array.size else 0
+        present = self.present_bits()
         return [p.name for p in mask_planes if present & p.bitmask]
 
 
