@@ -41,7 +41,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.interpolate import RectBivariateSpline
 
 import diffim.tasks.detection.background as bgmod
@@ -83,28 +82,9 @@ class WholeImage:
 
     def __enter__(self) -> None:
         self.saved = (detmod.smooth_boxes, detmod.matched_filter_candidates, detmod._label_pixels)
-
-        def peak_image(array: np.ndarray, taps: np.ndarray, boxes: np.ndarray) -> _smoothing.BoxImages:
-            smooth = ndimage.correlate1d(array, taps, axis=1, mode="constant", output=np.float64)
-            ndimage.correlate1d(smooth, taps, axis=0, mode="constant", output=smooth)
-            windows = _smoothing.BoxImages.empty(boxes)
-            for k, (y0, y1, x0, x1) in enumerate(boxes):
-                windows.window(k)[...] = smooth[y0:y1, x0:x1]
-            return windows
-
-        def candidates(resid: np.ndarray, var: np.ndarray, taps: np.ndarray, threshold: float,
-                       *, finite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-            snr = _smoothing.reference_snr(resid, var, taps)
-            index = np.flatnonzero(np.abs(snr) >= threshold)
-            return index, snr.ravel()[index]
-
-        def labels(pixels: np.ndarray, nx: int) -> tuple[np.ndarray, int]:
-            plane = np.zeros((int(pixels.max()) // nx + 1 if pixels.size else 1) * nx, dtype=bool)
-            plane[pixels] = True
-            lab, n = ndimage.label(plane.reshape(-1, nx), structure=np.ones((3, 3), dtype=bool))
-            return lab.ravel()[pixels].astype(np.int64), int(n)
-
-        detmod.smooth_boxes, detmod.matched_filter_candidates, detmod._label_pixels = peak_image, candidates, labels
+        detmod.smooth_boxes = _smoothing.reference_smooth_boxes
+        detmod.matched_filter_candidates = _smoothing.reference_candidates
+        detmod._label_pixels = _smoothing.reference_labels
 
     def __exit__(self, *exc: object) -> None:
         detmod.smooth_boxes, detmod.matched_filter_candidates, detmod._label_pixels = self.saved

@@ -305,31 +305,6 @@ def test_unusable_image_and_wrong_type() -> None:
 
 
 # ------------------------------------------------------------- fast paths against the plain definitions
-def _full_peak_image(array: np.ndarray, taps: np.ndarray, boxes: np.ndarray) -> _smoothing.BoxImages:
-    """Stand-in for ``smooth_boxes``: the boxes cut from the whole-image smoothing."""
-    full = ndimage.correlate1d(ndimage.correlate1d(array, taps, axis=1, mode="constant"), taps, axis=0, mode="constant")
-    windows = _smoothing.BoxImages.empty(boxes)
-    for k, (y0, y1, x0, x1) in enumerate(boxes):
-        windows.window(k)[...] = full[y0:y1, x0:x1]
-    return windows
-
-
-def _all_pixels_snr(resid: np.ndarray, var: np.ndarray, taps: np.ndarray, threshold: float, *, finite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Stand-in for ``matched_filter_candidates``: the whole S/N map, thresholded."""
-    snr = _smoothing.reference_snr(resid, var, taps)
-    index = np.flatnonzero(np.abs(snr) >= threshold)
-    return index, snr.ravel()[index]
-
-
-def _ndimage_labels(pixels: np.ndarray, nx: int) -> tuple[np.ndarray, int]:
-    """Stand-in for ``_label_pixels``: ``ndimage.label`` on a map of the pixels."""
-    ny = int(pixels.max()) // nx + 1 if pixels.size else 1
-    plane = np.zeros(ny * nx, dtype=bool)
-    plane[pixels] = True
-    labels, n = ndimage.label(plane.reshape(ny, nx), structure=np.ones((3, 3), dtype=bool))
-    return labels.ravel()[pixels].astype(np.int64), int(n)
-
-
 def test_detection_fast_paths_give_the_whole_image_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     # blends, edge stars, NaN and masked pixels, positive and negative sources
     shape = (150, 170)
@@ -345,9 +320,9 @@ def test_detection_fast_paths_give_the_whole_image_catalog(monkeypatch: pytest.M
     exp.mask.set_plane("SAT", np.hypot(*np.meshgrid(np.arange(170) - 60.0, np.arange(150) - 60.0)) < 1.5)
     kwargs = {"smooth_fwhm": 3.0, "polarity": "both", "background": 100.0, "set_mask": False}
     fast = detect_sources(exp, **kwargs)
-    monkeypatch.setattr(detmod, "smooth_boxes", _full_peak_image)
-    monkeypatch.setattr(detmod, "matched_filter_candidates", _all_pixels_snr)
-    monkeypatch.setattr(detmod, "_label_pixels", _ndimage_labels)
+    monkeypatch.setattr(detmod, "smooth_boxes", _smoothing.reference_smooth_boxes)
+    monkeypatch.setattr(detmod, "matched_filter_candidates", _smoothing.reference_candidates)
+    monkeypatch.setattr(detmod, "_label_pixels", _smoothing.reference_labels)
     plain = detect_sources(exp, **kwargs)
     assert len(fast) == len(plain) >= 8 and fast["flag_blended"].any() and fast["negative"].any()
     assert fast["flag_masked"].any() and fast["flag_saturated"].any() and fast["flag_edge"].any()

@@ -19,7 +19,10 @@ from scipy import ndimage
 from ._products import tiled_matmul
 from .measure import FWHM_PER_SIGMA, cutouts
 
-__all__ = ["BoxImages", "gaussian_taps", "matched_filter_candidates", "reference_snr", "smooth_boxes"]
+__all__ = [
+    "BoxImages", "gaussian_taps", "matched_filter_candidates", "reference_candidates", "reference_labels",
+    "reference_smooth_boxes", "reference_snr", "smooth_boxes",
+]
 
 #: Rows per block of the banded column pass (the band matrix is ``ROWS x (ROWS + 2 h)``): small
 #: blocks waste few multiplications on the band's zeros.
@@ -92,6 +95,36 @@ def reference_snr(resid: np.ndarray, var: np.ndarray, taps: np.ndarray) -> np.nd
     return snr
 
 
+def reference_candidates(resid: np.ndarray, var: np.ndarray, taps: np.ndarray, threshold: float,
+                         *, finite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`matched_filter_candidates` by its plain definition: the whole S/N map, thresholded.
+
+    Flat indices of the pixels with ``|S/N| >= threshold`` and their S/N. ``finite`` is accepted
+    for the same signature and ignored.
+    """
+    snr = reference_snr(resid, var, taps)
+    index = np.flatnonzero(np.abs(snr) >= threshold)
+    return index, snr.ravel()[index]
+
+
+def reference_smooth_boxes(array: np.ndarray, taps: np.ndarray, boxes: np.ndarray) -> BoxImages:
+    """:func:`smooth_boxes` by its plain definition: the boxes cut from the whole-image smoothing."""
+    smooth = ndimage.correlate1d(array, taps, axis=1, mode="constant", output=np.float64)
+    ndimage.correlate1d(smooth, taps, axis=0, mode="constant", output=smooth)
+    windows = BoxImages.empty(boxes)
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        windows.window(k)[...] = smooth[y0:y1, x0:x1]
+    return windows
+
+
+def reference_labels(pixels: np.ndarray, nx: int) -> tuple[np.ndarray, int]:
+    """The detection's sparse 8-connected labelling by its plain definition: ``ndimage.label`` on a map."""
+    plane = np.zeros((int(pixels.max()) // nx + 1 if pixels.size else 1) * nx, dtype=bool)
+    plane[pixels] = True
+    labels, n = ndimage.label(plane.reshape(-1, nx), structure=np.ones((3, 3), dtype=bool))
+    return labels.ravel()[pixels].astype(np.int64), int(n)
+
+
 def _screen_levels(var: np.ndarray, g2: np.ndarray, threshold: float, band: int) -> np.ndarray:
     """Per ``band``-row band and column, a level below which ``|resid ⊛ g|`` cannot reach ``threshold``.
 
@@ -147,9 +180,7 @@ def matched_filter_candidates(
     """
     ny, nx = resid.shape
     if not finite and not (np.isfinite(resid).all() and np.isfinite(var).all()):
-        snr_map = reference_snr(resid, var, taps)
-        index = np.flatnonzero(np.abs(snr_map) >= threshold)
-        return index, snr_map.ravel()[index]
+        return reference_candidates(resid, var, taps, threshold)
     h = taps.size // 2
     g2 = taps * taps
     band = _BLOCK_ROWS * max(2, -(-h // _BLOCK_ROWS))  # >= h and a whole number of row blocks
