@@ -111,10 +111,7 @@ def reference_smooth_boxes(array: np.ndarray, taps: np.ndarray, boxes: np.ndarra
     """:func:`smooth_boxes` by its plain definition: the boxes cut from the whole-image smoothing."""
     smooth = ndimage.correlate1d(array, taps, axis=1, mode="constant", output=np.float64)
     ndimage.correlate1d(smooth, taps, axis=0, mode="constant", output=smooth)
-    windows = BoxImages.empty(boxes)
-    for k, (y0, y1, x0, x1) in enumerate(boxes):
-        windows.window(k)[...] = smooth[y0:y1, x0:x1]
-    return windows
+    return BoxImages.cut(smooth, boxes)
 
 
 def reference_labels(pixels: np.ndarray, nx: int) -> tuple[np.ndarray, int]:
@@ -243,6 +240,14 @@ class BoxImages:
         """Uninitialised storage for ``boxes`` (``(n, 4)``: y0, y1, x0, x1, half-open)."""
         y0, y1, x0, x1 = (boxes[:, i].astype(np.intp) for i in range(4))
         return cls(np.empty(int(((y1 - y0) * (x1 - x0)).sum())), y0, x0, y1 - y0, x1 - x0)
+
+    @classmethod
+    def cut(cls, array: np.ndarray, boxes: np.ndarray) -> BoxImages:
+        """The pixels of ``array`` inside each box (``(n, 4)``: y0, y1, x0, x1, half-open)."""
+        windows = cls.empty(boxes)
+        for k, (y0, y1, x0, x1) in enumerate(boxes):
+            windows.window(k)[...] = array[y0:y1, x0:x1]
+        return windows
 
     def at(self, box: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Values at image pixels ``(rows, cols)``, each inside its box ``box`` (indices)."""

@@ -507,10 +507,7 @@ class _PeakImage:
         """The image inside ``boxes`` (``(n, 4)``: y0, y1, x0, x1, half-open), exact there."""
         if self.taps is not None:
             return smooth_boxes(self.resid, self.taps, boxes)
-        windows = BoxImages.empty(boxes)
-        for k, (y0, y1, x0, x1) in enumerate(boxes):
-            windows.window(k)[...] = self.resid[y0:y1, x0:x1]
-        return windows
+        return BoxImages.cut(self.resid, boxes)
 
 
 def _smoothed_sigma_at(var: np.ndarray, x: np.ndarray, y: np.ndarray, fwhm: float) -> np.ndarray:
