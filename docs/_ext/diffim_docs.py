@@ -248,10 +248,13 @@ class ConfigReference(GeneratingDirective):
         lines.append(f"* and its own fields (see {_class_ref(type(config))})")
         lines.append("")
         changed = []
+        class_defaults: dict[type, Any] = {}  # one default instance per owning class
         for path, value, owner in _paths(config):
             if path.endswith(".name"):
                 continue
-            standalone = getattr(owner(), path.rsplit(".", 1)[-1])
+            if owner not in class_defaults:
+                class_defaults[owner] = owner()
+            standalone = getattr(class_defaults[owner], path.rsplit(".", 1)[-1])
             if not _same(value, standalone):
                 changed.append([literal(path), literal(repr(value)), literal(repr(standalone))])
         if changed:
