@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from diffim.tasks.matching.candidate import (
     CandidateSolution,
     CandidateStatus,
@@ -114,6 +116,9 @@ class KernelSumVisitor(CandidateVisitor):
 
     def resetKernelSum(self) -> None:
         self.kSums: list[float] = []
+        self.kSumErrors: list[float] = []
+        self.kSumCentre = math.nan
+        self.errorClipping = False
         self.kSumMean = 0.0
         self.kSumStd = 0.0
         self.dkSumMax = 0.0
@@ -123,11 +128,33 @@ class KernelSumVisitor(CandidateVisitor):
     def reset(self) -> None:
         """A no-op, as in LSST: sums survive across visits until resetKernelSum()."""
 
+    def _error_aware(self) -> bool:
+        return float(getattr(self.config, "maxKsumErrorSigma", 0.0) or 0.0) > 0
+
+    def _ksum_error(self, candidate: Any) -> float:
+        """The candidate's kernel-sum error, fit and systematic floor in quadrature (NaN if unknown)."""
+        try:
+            fit = candidate.getKernelSolution(ORIG).getKsumError()
+        except (AttributeError, KernelCandidateError, np.linalg.LinAlgError):
+            return math.nan
+        floor = float(getattr(self.config, "ksumErrorFloor", 0.0)) * abs(candidate.getKsum(ORIG))
+        return math.hypot(fit, floor)
+
     def processCandidate(self, candidate: Any) -> None:
         if self.mode == "AGGREGATE":
             self.kSums.append(candidate.getKsum(ORIG))
+            if self._error_aware():
+                self.kSumErrors.append(self._ksum_error(candidate))
         elif self.config.kernelSumClipping:
-            if abs(candidate.getKsum(ORIG) - self.kSumMean) > self.dkSumMax:
+            ksum = candidate.getKsum(ORIG)
+            reject = abs(ksum - self.kSumMean) > self.dkSumMax
+            if not reject and self.errorClipping:
+                error = self._ksum_error(candidate)
+                # the others' weighted median: a precise outlier would pull a median taken with it
+                centre = _weighted_median(self.kSums, self.kSumErrors, leave_out=(ksum, error))
+                reject = (math.isfinite(error) and math.isfinite(centre)
+                          and abs(ksum - centre) > self.config.maxKsumErrorSigma * error)
+            if reject:
                 candidate.setStatus(BAD)
                 self.nRejected += 1
 
@@ -146,6 +173,29 @@ class KernelSumVisitor(CandidateVisitor):
         # candidates over round-off (spec §11.6); a relative floor of 1e-6 keeps them.
         self.dkSumMax = max(self.config.maxKsumSigma * self.kSumStd, KSUM_RELATIVE_FLOOR * abs(self.kSumMean))
         self.kSumNpts = len(self.kSums)
+        self.kSumCentre = _weighted_median(self.kSums, self.kSumErrors) if self._error_aware() else math.nan
+        n_errors = int(np.count_nonzero(np.isfinite(self.kSumErrors))) if self.kSumErrors else 0
+        self.errorClipping = self._error_aware() and n_errors >= int(getattr(self.config, "ksumErrorMinCandidates", 2))
+
+
+def _weighted_median(values: list[float], errors: list[float], leave_out: tuple[float, float] | None = None) -> float:
+    """Median of ``values`` weighted by ``1/errors²`` (NaN errors left out; NaN if none is left).
+
+    ``leave_out`` is one ``(value, error)`` pair left out of the median (the candidate judged).
+    """
+    v = np.asarray(values, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    ok = np.isfinite(v) & np.isfinite(e) & (e > 0)
+    if leave_out is not None:
+        same = np.flatnonzero(ok & (v == leave_out[0]) & (e == leave_out[1]))
+        if same.size:
+            ok[same[0]] = False
+    if not ok.any():
+        return math.nan
+    order = np.argsort(v[ok], kind="stable")
+    sorted_v = v[ok][order]
+    cumulative = np.cumsum(1.0 / e[ok][order] ** 2)
+    return float(sorted_v[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
 class KernelPcaVisitor(CandidateVisitor):

@@ -117,6 +117,18 @@ class ImagePsfMatchConfig(PsfMatchTaskConfig):
             "of -0.1 % on the benchmark pairs)."
         ),
     )
+    wingGaussMinSources: int = Field(
+        50, ge=0,
+        description=(
+            "The default Alard-Lupton basis is LSST's three Gaussians plus a degree-0 'wing' Gaussian (the next "
+            "rung of the width ladder, with a kernel ~1.5x larger) that carries the PSF wings three Gaussians "
+            "truncate (2048² benchmark pairs: kernel sum -0.85 % / -1.46 % without it, -0.11 % / -0.34 % with "
+            "it, Moffat beta 3 / 2.5). Its amplitude trades against each stamp's background and absorbs "
+            "contaminants, so it needs many stamps: with fewer kernel sources than this, a trailing degree-0 "
+            "Gaussian is left out of the basis (metadata ALWingGauss; on 512² pairs of 20-30 sources it made "
+            "kernel sums 1-2 % worse and bright-star residuals 2x larger). 0 always keeps it."
+        ),
+    )
     maxKernelSources: int = Field(1000, ge=1, description="Most kernel sources kept (the best by S/N).")
     minKernelSources: int = Field(3, ge=1, description="Fewer usable kernel sources than this is an error.")
     doSubtractBackground: bool = Field(
@@ -191,6 +203,25 @@ class ImagePsfMatchConfig(PsfMatchTaskConfig):
             kernel.fitForBackground = True
             kernel.spatialKernelOrder = 2
             kernel.spatialBgOrder = 2
+        # LSST's three Gaussians plus a degree-0 wing Gaussian (see wingGaussMinSources)
+        self.kernel["AL"].alardNGauss = 4
+        self.kernel["AL"].alardDegGauss = [4, 2, 2, 0]
+        self.kernel["AL"].alardSigGauss = [0.7, 1.5, 3.0, 6.0]
+
+
+def _has_wing_gauss(config: Any) -> bool:
+    """Whether an Alard-Lupton kernel config's basis ends with a degree-0 'wing' Gaussian."""
+    return (getattr(config, "kernelBasisSet", None) == "alard-lupton" and int(config.alardNGauss) > 1
+            and int(config.alardDegGauss[-1]) == 0)
+
+
+def _without_wing_gauss(config: Any) -> Any:
+    """A copy of ``config`` whose basis leaves out its last (wing) Gaussian."""
+    trimmed = config.copy()
+    trimmed.alardNGauss = int(config.alardNGauss) - 1
+    trimmed.alardDegGauss = list(config.alardDegGauss)[:-1]
+    trimmed.alardSigGauss = list(config.alardSigGauss)[:-1]
+    return trimmed
 
 
 class PsfInfo(Struct):
@@ -749,21 +780,50 @@ class ImagePsfMatchTask(PsfMatchTask):
         ref_mi = reference.maskedImage if isinstance(reference, Exposure) else reference
         self._debug_display("imagePsfMatch.template", image=conv_mi, title="Image to convolve")
         self._debug_display("imagePsfMatch.science", image=ref_mi, title="Image to not convolve")
-        basis = makeKernelBasisList(self.kConfig, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
-        stamp_half = self._stamp_half_size(basis[0].getWidth(), ref_info.fwhm)
+        basis_config = self.kConfig
+        basis = makeKernelBasisList(basis_config, conv_info.fwhm, ref_info.fwhm)
         ref_sources, conv_sources = ((prepared.scienceSources, prepared.templateSources) if prepared.convolveTemplate
                                      else (prepared.templateSources, prepared.scienceSources))
-        with self.timer("selection"):
-            selection = self.selectKernelCandidates.run(
-                convolved, reference, stamp_half, candidateList=candidateList,
-                referenceFwhmPix=ref_info.fwhm, convolvedFwhmPix=conv_info.fwhm,
-                referenceSources=ref_sources, convolvedSources=conv_sources,
-                maxSources=self.config.maxKernelSources, minSources=self.config.minKernelSources,
-            )
+
+        def select(kernel_width: int) -> Struct:
+            stamp_half = self._stamp_half_size(kernel_width, ref_info.fwhm)
+            with self.timer("selection"):
+                selection = self.selectKernelCandidates.run(
+                    convolved, reference, stamp_half, candidateList=candidateList,
+                    referenceFwhmPix=ref_info.fwhm, convolvedFwhmPix=conv_info.fwhm,
+                    referenceSources=ref_sources, convolvedSources=conv_sources,
+                    maxSources=self.config.maxKernelSources, minSources=self.config.minKernelSources,
+                )
+            selection.stampHalf = stamp_half
+            ref_sources_used = selection.sources if candidateList is None else ref_sources
+            selection.referenceSources = ref_sources_used
+            return selection
+
+        has_wing = _has_wing_gauss(basis_config)
+        try:
+            selection = select(basis[0].getWidth())
+        except NoKernelCandidatesError:
+            if not has_wing:
+                raise
+            selection = None  # the wing's larger stamps may be what leaves too few: retry without it
+        if has_wing and (selection is None or len(selection.kernelSources) < self.config.wingGaussMinSources):
+            basis_config = _without_wing_gauss(basis_config)
+            basis = makeKernelBasisList(basis_config, conv_info.fwhm, ref_info.fwhm)
+            self.log.info("Kernel basis without its wing Gaussian: %s kernel sources, fewer than wingGaussMinSources=%d",
+                          "too few" if selection is None else len(selection.kernelSources),
+                          self.config.wingGaussMinSources)
+            selection = select(basis[0].getWidth())
+            has_wing = False
+        if _has_wing_gauss(self.kConfig):
+            self.metadata["ALWingGauss"] = has_wing
+        # the basis metadata (ALBasis*, ALKernelSize) of the basis used
+        makeKernelBasisList(basis_config, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
+        stamp_half = selection.stampHalf
         sources = selection.kernelSources
         self.metadata["nKernelSources"] = len(sources)
         with self.timer("fit"):
-            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=stamp_half)
+            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=stamp_half,
+                                          contaminants=self._contamination(selection, ref_info.fwhm, basis))
             _, kernel, background = self._solve(cell_set, basis)
             # drawn after the fit so the cells show which candidates were kept (GOOD) or rejected
             self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
@@ -808,8 +868,20 @@ class ImagePsfMatchTask(PsfMatchTask):
             return "center" if self.config.doDecorrelation else "exact"
         return mode
 
+    def _contamination(self, selection: Struct, reference_fwhm: float | None, basis: Any) -> Struct | None:
+        """What `_buildCellSet` needs to zero-weight contaminated pixels (None: nothing to do)."""
+        points = getattr(selection, "contaminants", None)
+        sel_config = self.selectKernelCandidates.config
+        if points is None or not len(points) or not sel_config.maskContaminants:
+            return None
+        fwhm = reference_fwhm if reference_fwhm is not None and math.isfinite(reference_fwhm) else 3.0
+        return Struct(points=np.asarray(points, dtype=float), radius=sel_config.contaminantRadiusFwhm * fwhm,
+                      skipRadius=sel_config.counterpartRadiusPix, kernelWidth=int(basis[0].getWidth()),
+                      maxFraction=sel_config.maxContaminatedFraction)
+
     def _buildCellSet(self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage,  # noqa: N802, N803
-                      candidateList: Any, kernelSize: int | None = None) -> Any:  # noqa: N803
+                      candidateList: Any, kernelSize: int | None = None, *,  # noqa: N803
+                      contaminants: Struct | None = None) -> Any:
         """SpatialCellSet of kernel candidates with stamps of side ``2·kernelSize+1``.
 
         Parameters
@@ -821,10 +893,17 @@ class ImagePsfMatchTask(PsfMatchTask):
         kernelSize : int, optional
             Stamp half-size; default ``candidateList.meta["kernelSize"]``, else ``kernelSize`` of
             the kernel config.
+        contaminants : Struct, optional
+            ``points`` (``(n, 2)`` x, y), ``radius``, ``skipRadius``, ``kernelWidth`` and
+            ``maxFraction``: the pixels of the image matched to within ``radius`` of a point get
+            zero weight (`~diffim.tasks.matching.contamination`); a candidate losing more than
+            ``maxFraction`` of its fitted region is left out. Metadata ``nContaminatedStamps`` and
+            ``nContaminatedRejected`` count both.
         """
         from .image import Box2I
         from .matching.candidate import KernelCandidate
         from .matching.cells import SpatialCellSet
+        from .matching.contamination import contaminated_pixels, mask_contaminated_pixels
 
         config = self.kConfig
         # one frozen copy shared by every candidate (each would otherwise deep-copy the config)
@@ -838,15 +917,31 @@ class ImagePsfMatchTask(PsfMatchTask):
         side = 2 * half + 1
         names = candidateList.colnames
         rating_col = "rating" if "rating" in names else ("snr" if "snr" in names else None)
+        n_masked = n_rejected = 0
         for row in candidateList:
             x, y = float(row["x"]), float(row["y"])
             bbox = Box2I((math.floor(x + 0.5) - half, math.floor(y + 0.5) - half), (side, side))
             if not region.contains(bbox):
                 continue
             rating = float(row[rating_col]) if rating_col is not None else 1.0
-            candidate = KernelCandidate(x, y, templateMaskedImage[bbox], scienceMaskedImage[bbox], shared,
+            science_stamp = scienceMaskedImage[bbox]
+            if contaminants is not None:
+                hit = contaminated_pixels(bbox, contaminants.points, contaminants.radius, centre=(x, y),
+                                          skip_radius=contaminants.skipRadius)
+                if hit is not None:
+                    border = contaminants.kernelWidth // 2
+                    fitted = hit[border:side - border, border:side - border]
+                    if fitted.size == 0 or fitted.mean() > contaminants.maxFraction:
+                        n_rejected += 1
+                        continue
+                    science_stamp = mask_contaminated_pixels(science_stamp, hit)
+                    n_masked += 1
+            candidate = KernelCandidate(x, y, templateMaskedImage[bbox], science_stamp, shared,
                                         source=row, rating=rating)
             cell_set.insertCandidate(candidate)
+        if contaminants is not None:
+            self.metadata["nContaminatedStamps"] = n_masked
+            self.metadata["nContaminatedRejected"] = n_rejected
         return cell_set
 
     # ------------------------------------------------------------------ the difference

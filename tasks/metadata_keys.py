@@ -234,6 +234,7 @@ KERNEL_FIT_KEYS: tuple[MetadataKey, ...] = (
 _LAUNCHER = "when called through run() (the launcher's entry point)"
 _MASKED = "when called through subtractMaskedImages() or matchMaskedImages()"
 _QA = "when doQa is True"
+_MASK_CONTAMINANTS = "when the kernel sources are detected, maskContaminants is True and a contaminant was found"
 
 _IMAGE_PSF_MATCH = TaskMetadataKeys(
     task="imagePsfMatch",
@@ -265,7 +266,24 @@ _IMAGE_PSF_MATCH = TaskMetadataKeys(
             "kernelFitRegionSize", "int",
             "Side (pixels) of the region of each stamp the kernel fit uses (see fitRegionFwhmScaling).",
         ),
+        MetadataKey(
+            "ALWingGauss", "bool",
+            "Whether the basis kept its trailing degree-0 'wing' Gaussian (False: fewer kernel sources than "
+            "wingGaussMinSources).",
+            "when the Alard-Lupton basis configured ends with a degree-0 Gaussian (the default)",
+        ),
         MetadataKey("nKernelSources", "int", "Kernel sources given to the kernel fit."),
+        MetadataKey(
+            "nContaminatedStamps", "int",
+            "Kernel candidates whose stamp has pixels given zero weight near a contaminant (maskContaminants).",
+            _MASK_CONTAMINANTS,
+        ),
+        MetadataKey(
+            "nContaminatedRejected", "int",
+            "Kernel sources left out: maskContaminants would zero-weight more than maxContaminatedFraction of "
+            "their fitted region.",
+            _MASK_CONTAMINANTS,
+        ),
         *KERNEL_FIT_KEYS,
         MetadataKey(
             "photometricRatio", "float",

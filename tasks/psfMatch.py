@@ -95,6 +95,27 @@ class PsfMatchConfig(Config):
         3, ge=1, description="Core half-size r: the core is (2r+1)x(2r+1) pixels (rating and core statistics)."
     )
     maxKsumSigma: float = Field(3.0, ge=0.0, description="Kernel-sum rejection threshold, in clipped sigmas.")
+    maxKsumErrorSigma: float = Field(
+        4.0, ge=0.0,
+        description=(
+            "diffim: with kernelSumClipping, also reject a candidate whose kernel sum is more than this many of "
+            "its own errors (fit error and ksumErrorFloor in quadrature) from the error-weighted median of the "
+            "other candidates' kernel sums. LSST's cut compares with the spread of all sums, which faint "
+            "candidates widen: a bright star with a blended transient or a variable then passes and, being the "
+            "most precise, biases the kernel sum. 0 disables."
+        ),
+    )
+    ksumErrorMinCandidates: int = Field(
+        20, ge=2,
+        description=(
+            "maxKsumErrorSigma applies only when at least this many candidates have a kernel-sum error: with "
+            "fewer, the others' median is too uncertain to judge a precise candidate by."
+        ),
+    )
+    ksumErrorFloor: float = Field(
+        0.005, ge=0.0,
+        description="Systematic error of a candidate's kernel sum, relative to the kernel sum (maxKsumErrorSigma).",
+    )
     maxConditionNumber: float = Field(5.0e7, ge=0.0, description="Largest condition number of a candidate's normal matrix.")
     conditionNumberType: Annotated[
         str, Allowed(SVD="ratio of extreme singular values", EIGENVALUE="ratio of extreme eigenvalues")

@@ -87,7 +87,28 @@ class SelectKernelCandidatesConfig(Config):
         ),
     )
     contaminantSnrMin: float = Field(
-        10.0, gt=0.0, description="Smallest S/N of a source that can contaminate a stamp (rejectContaminatedStamps)."
+        10.0, gt=0.0,
+        description="Smallest S/N of a source that can contaminate a stamp (maskContaminants, rejectContaminatedStamps).",
+    )
+    maskContaminants: bool = Field(
+        True,
+        description=(
+            "diffim only: give zero weight, in a candidate's kernel fit, to the stamp pixels within "
+            "contaminantRadiusFwhm reference FWHMs of a contaminant (a source of S/N >= contaminantSnrMin found in "
+            "one image only, or a variable star off the median flux ratio by maxFluxRatioSigma). The fit would "
+            "otherwise bend the kernel, above all a wide one, to reproduce the contaminant."
+        ),
+    )
+    contaminantRadiusFwhm: float = Field(
+        3.0, gt=0.0,
+        description="Radius, in FWHMs of the reference image's PSF, of the pixels given zero weight around a contaminant.",
+    )
+    maxContaminatedFraction: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description=(
+            "A candidate whose fitted region (the stamp less the kernel's border) would lose more than this "
+            "fraction of its pixels to maskContaminants is not used."
+        ),
     )
     excludeMaskPlanes: list[str] = Field(
         default_factory=lambda: ["NO_DATA", "BAD", "SAT", "EDGE"],
@@ -238,8 +259,10 @@ class SelectKernelCandidatesTask(Task):
         Struct
             ``kernelSources`` (Table of the selected sources, best first, with a ``rating``
             column and ``meta["kernelSize"]``), ``sources`` (the whole detection catalog of the
-            reference image, or ``candidateList``) and ``convolvedSources`` (the detection catalog
-            of the image to convolve, None if not needed).
+            reference image, or ``candidateList``), ``convolvedSources`` (the detection catalog
+            of the image to convolve, None if not needed) and ``contaminants`` (``(n, 2)`` array of
+            the contaminants' x, y for ``maskContaminants``; empty when it is off or a
+            ``candidateList`` is given).
 
         Raises
         ------
@@ -262,6 +285,7 @@ class SelectKernelCandidatesTask(Task):
         config = self.config
         counts: dict[str, int] = {}
         convolved_sources = convolvedSources
+        contaminants = np.empty((0, 2))
         if candidateList is None:
             sources = referenceSources
             if sources is None:
@@ -282,17 +306,20 @@ class SelectKernelCandidatesTask(Task):
             for flag in ("flag_saturated", "flag_masked", "flag_edge"):
                 keep &= ~np.asarray(sources[flag], dtype=bool)
             counts["nUnflagged"] = int(keep.sum())
-            if (config.requireCounterpart or config.maxFluxRatioSigma > 0 or config.rejectContaminatedStamps) \
+            contaminants_needed = config.rejectContaminatedStamps or config.maskContaminants
+            if (config.requireCounterpart or config.maxFluxRatioSigma > 0 or contaminants_needed) \
                     and convolved_sources is None:
                 convolved_sources = detect_sources(
                     convolved, threshold=config.detectionThreshold, smooth_fwhm=convolvedFwhmPix,
                     exclude_mask_planes=("NO_DATA",), set_mask=False,
                 )
-            if config.requireCounterpart or config.maxFluxRatioSigma > 0 or config.rejectContaminatedStamps:
+            if config.requireCounterpart or config.maxFluxRatioSigma > 0 or contaminants_needed:
                 ok, has, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
                 keep &= ok
+            if contaminants_needed:
+                contaminants = self._contaminants(sources, convolved_sources, has, variable, referenceFwhmPix)
             if config.rejectContaminatedStamps:
-                keep &= ~self._contaminated(sources, convolved_sources, keep, half, has, variable)
+                keep &= ~self._contaminated(sources, contaminants, keep, half)
                 counts["nUncontaminated"] = int(keep.sum())
             rating = snr
         else:
@@ -328,42 +355,69 @@ class SelectKernelCandidatesTask(Task):
         selected = sources[chosen]
         selected["rating"] = rating[chosen]
         selected.meta["kernelSize"] = half
-        return Struct(kernelSources=selected, sources=sources, convolvedSources=convolved_sources)
+        if not config.maskContaminants:
+            contaminants = np.empty((0, 2))
+        return Struct(kernelSources=selected, sources=sources, convolvedSources=convolved_sources,
+                      contaminants=contaminants)
 
-    def _contaminated(self, sources: Any, others: Any, keep: np.ndarray, half: int, has: np.ndarray,
-                      variable: np.ndarray) -> np.ndarray:
-        """Kept sources whose stamp (half-size ``half``) holds a transient-like or variable source.
+    def _contaminants(self, sources: Any, others: Any, has: np.ndarray, variable: np.ndarray,
+                      fwhm: float | None) -> np.ndarray:
+        """``(n, 2)`` positions of the sources that can contaminate a kernel stamp.
 
-        A contaminant is a source of either catalog with S/N >= ``contaminantSnrMin`` and no
-        counterpart in the other catalog within ``counterpartRadiusPix`` (``has`` says which
-        reference sources have one), or a reference source flagged ``variable``.
+        A contaminant is a reference source flagged ``variable``, or a source of either catalog with
+        no source of the other catalog within ``max(counterpartRadiusPix, FWHM)`` although it should
+        have been found there: its S/N scaled to the other image (by the median S/N ratio of the
+        matched sources) is at least ``contaminantSnrMin``. Faint stars seen only in the deeper
+        image, and blends split differently by the two detections, are not contaminants.
         """
         from scipy.spatial import cKDTree
 
         config = self.config
+        radius = max(config.counterpartRadiusPix, fwhm if fwhm is not None and math.isfinite(fwhm) else 0.0)
+        positive = ~np.asarray(sources["negative"], dtype=bool)
+        others = others[~np.asarray(others["negative"], dtype=bool)] if len(others) else others
+        xy, other_xy = _xy(sources), _xy(others)
+        snr, other_snr = _snr(sources), _snr(others)
+        # S/N in the other image per unit S/N in this one, from the matched sources
+        scale = 1.0
+        if len(others) and positive.any():
+            dist, index = cKDTree(other_xy).query(xy, distance_upper_bound=config.counterpartRadiusPix)
+            matched = np.isfinite(dist) & positive & (snr > 0)
+            if matched.sum() >= 3:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    scale = float(np.nanmedian(other_snr[index[matched]] / snr[matched]))
+                if not (math.isfinite(scale) and scale > 0):
+                    scale = 1.0
+
+        def alone(points: np.ndarray, among: np.ndarray) -> np.ndarray:
+            if not len(among):
+                return np.ones(len(points), dtype=bool)
+            dist, _ = cKDTree(among).query(points, distance_upper_bound=radius)
+            return ~np.isfinite(dist)
+
+        suspects = [xy[variable]]
+        if positive.any():
+            lonely = positive & alone(xy, other_xy) & (snr * scale >= config.contaminantSnrMin)
+            suspects.append(xy[lonely])
+        if len(others):
+            lonely = alone(other_xy, xy[positive]) & (other_snr / scale >= config.contaminantSnrMin)
+            suspects.append(other_xy[lonely])
+        return np.concatenate(suspects).reshape(-1, 2)
+
+    def _contaminated(self, sources: Any, points: np.ndarray, keep: np.ndarray, half: int) -> np.ndarray:
+        """Kept sources whose stamp (half-size ``half``) holds one of the contaminant ``points``."""
+        from scipy.spatial import cKDTree
+
         bad = np.zeros(len(sources), dtype=bool)
-        if not keep.any():
+        if not keep.any() or not len(points):
             return bad
         xy = _xy(sources)
-        suspects = [xy[(~has & ~np.asarray(sources["negative"], dtype=bool) & (_snr(sources) >= config.contaminantSnrMin))
-                       | variable]]
-        others = others[~np.asarray(others["negative"], dtype=bool)] if len(others) else others
-        if len(others):
-            positive = sources[~np.asarray(sources["negative"], dtype=bool)]
-            alone = np.ones(len(others), dtype=bool)
-            if len(positive):
-                dist, _ = cKDTree(_xy(positive)).query(_xy(others), distance_upper_bound=config.counterpartRadiusPix)
-                alone = ~np.isfinite(dist)
-            suspects.append(_xy(others)[alone & (_snr(others) >= config.contaminantSnrMin)])
-        points = np.concatenate(suspects)
-        if not len(points):
-            return bad
         idx = np.flatnonzero(keep)
         near = cKDTree(points).query_ball_point(xy[idx], r=half * math.sqrt(2.0) + 1.0)
         for i, found in zip(idx, near):
             offsets = np.abs(points[found] - xy[i])
             # in the stamp, and not the candidate itself (judged by the other cuts)
-            inside = (offsets.max(axis=1, initial=0.0) <= half + 0.5) & (np.hypot(*offsets.T) > config.counterpartRadiusPix)
+            inside = (offsets.max(axis=1, initial=0.0) <= half + 0.5) & (np.hypot(*offsets.T) > self.config.counterpartRadiusPix)
             bad[i] = bool(inside.any())
         return bad
 

@@ -90,6 +90,7 @@ def test_counterpart_and_flux_ratio_cuts_can_be_switched_off() -> None:
     config.requireCounterpart = False
     config.maxFluxRatioSigma = 0.0
     config.rejectContaminatedStamps = False
+    config.maskContaminants = False
     result = SelectKernelCandidatesTask(config=config).run(template, science, KSIZE, maxSources=100)
     chosen = _positions(result.kernelSources)
     assert (70, 70) in chosen and (130, 70) in chosen  # transient and variable are back

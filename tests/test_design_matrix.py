@@ -94,6 +94,7 @@ def test_fit_region_scaling_shrinks_the_stamps_but_keeps_the_kernel() -> None:
         for name in ("spatialKernelOrder", "spatialBgOrder"):
             setattr(config.kernel.active, name, 0)
         config.kernel.active.kernelSizeMin = 11  # derived size 17 (sigmas 0.7, 1.4, 2.8)
+        config.wingGaussMinSources = 10**6  # LSST's three Gaussians: no wing term
         task = ImagePsfMatchTask(config=config)
         result = task.subtractExposures(template, science)
         size = task.metadata["ALKernelSize"]

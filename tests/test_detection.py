@@ -419,3 +419,22 @@ def test_stellar_sigma_finds_the_stars_among_bright_galaxies() -> None:
     assert stellar_sigma(field) == np.median(field)
     # a few galaxies only: no compact group below the median, the median stands
     assert stellar_sigma(galaxies[:4]) == np.median(galaxies[:4])
+
+
+def test_estimated_fwhm_ignores_cosmic_rays_flagged_in_the_mask() -> None:
+    # 9 stars of FWHM 4 and 40 single-pixel hits far brighter than them, flagged CR: measured, the
+    # hits (the most compact, brightest peaks) would make the rough FWHM ~1 px
+    stars = [(30.0 + 35 * i, 40.0 + 20 * j, 2e4) for i in range(3) for j in range(3)]
+    img, var = _field(stars, (160, 160), fwhm=4.0, sky=200.0, seed=9)
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(12, 148, 40), rng.integers(12, 148, 40)
+    img[rows, cols] += 3e4
+    mi = MaskedImage(image=img, variance=var)
+    cr = np.zeros(img.shape, dtype=bool)
+    cr[rows, cols] = True
+    mi.mask.set_plane("CR", cr)
+    table = detect_sources(mi)
+    assert table.meta["fwhm_source"] == "estimated"
+    assert table.meta["fwhm"] == pytest.approx(4.0, rel=0.15)
+    unflagged = MaskedImage(image=img.copy(), variance=var)
+    assert detect_sources(unflagged).meta["fwhm"] < 2.5  # what the mask prevents

@@ -218,7 +218,7 @@ def detect_sources(
     saturation = _resolve_saturation(saturation, px)
     flags = _PixelFlags(image, mask_arr, present, invalid, saturation, bad_mask_planes)
 
-    fwhm, fwhm_source = _resolve_fwhm(smooth_fwhm, px, resid, var, lambda: valid & ~flags.saturated_map())
+    fwhm, fwhm_source = _resolve_fwhm(smooth_fwhm, px, resid, var, lambda: valid & ~flags.unusable_map())
     smoothing = fwhm if smooth_fwhm is None else float(smooth_fwhm)
     # Candidate pixels (all those with |S/N| >= threshold, sorted) and their S/N: no S/N map
     if smoothing > 0:
@@ -482,6 +482,17 @@ class _PixelFlags:
             with np.errstate(invalid="ignore"):
                 sat |= self.image >= np.float64(self.saturation)
         return sat
+
+    def unusable_map(self) -> np.ndarray:
+        """Whole-image map of pixels that must not define a source's size: saturated or bad-plane.
+
+        Cosmic rays and hot pixels flagged CR/BAD are single-pixel "sources"; measured, they pull
+        the rough FWHM far below the stars' (the PSF estimate then rejects every star as too big).
+        """
+        unusable = self.saturated_map()
+        if self.bad_bits:
+            unusable |= (self.mask & self.bad_bits) != 0
+        return unusable
 
     def any_in_apertures(self, ap: Apertures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per aperture, whether a pixel of it (weight > 0, on the image) is saturated, bad, edge."""

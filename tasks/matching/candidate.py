@@ -285,9 +285,11 @@ class KernelCandidate(SpatialCellCandidate):
     def _weights(self) -> np.ndarray:
         var = self._science.variance.array.astype(float) + self._template.variance.array.astype(float)
         if self._config.constantVarianceWeighting:
-            median = float(np.nanmedian(var)) if np.any(np.isfinite(var)) else float("nan")
-            # LSST: weight by the stamp's median variance, or 1 if it is not positive
-            var = np.full(var.shape, median if median > 0 else 1.0)
+            finite = np.isfinite(var)
+            median = float(np.median(var[finite])) if finite.any() else float("nan")
+            # LSST: weight by the stamp's median variance, or 1 if it is not positive; zero-weight
+            # pixels (+inf, e.g. near a contaminant) keep their zero weight
+            var = np.where(np.isposinf(var), np.inf, median if median > 0 else 1.0)
         return var
 
     def _new_solution(self, basis_list: Sequence[Kernel], H: Any) -> StaticKernelSolution:  # noqa: N803

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,6 +122,7 @@ class StaticKernelSolution(KernelSolution):
             self._basis_matrix, np.eye(self._basis_matrix.shape[0])
         )
         self._kernel: LinearCombinationKernel | None = None
+        self._ksum_error: float | None = None
         self._background = 0.0
         self._good_bbox: Box2I | None = None
 
@@ -168,7 +170,8 @@ class StaticKernelSolution(KernelSolution):
         science : MaskedImage or Image
             Stamp to match (``I``), on the same pixel grid.
         variance : Image, numpy.ndarray or MaskedImage
-            Per-pixel variance used as ``1/w`` (a MaskedImage contributes its variance plane).
+            Per-pixel variance used as ``1/w`` (a MaskedImage contributes its variance plane); +inf
+            gives a pixel zero weight.
 
         Raises
         ------
@@ -192,7 +195,11 @@ class StaticKernelSolution(KernelSolution):
         rows, cols = good.slices(bbox.getMin())
         var = np.asarray(_variance_array(variance, bbox)[rows, cols], dtype=float)
         vmin = float(var.min())
-        if not np.isfinite(vmin) or not np.all(np.isfinite(var)):
+        # +inf is a pixel given zero weight (e.g. near a contaminant); NaN and -inf are errors
+        if vmin == np.inf:
+            msg = f"every pixel of the fitted region {good} has zero weight (+inf variance); use another stamp"
+            raise KernelSolutionError(msg)
+        if not np.isfinite(vmin) or np.isnan(var).any():
             msg = f"variance has non-finite values inside the fitted region {good}; fix the variance planes"
             raise KernelSolutionError(msg)
         if vmin < 0:
@@ -205,6 +212,7 @@ class StaticKernelSolution(KernelSolution):
             )
             raise KernelSolutionError(msg)
         sqrt_w = 1.0 / np.sqrt(var.ravel())
+
         design = self._design_transposed(t_array)
         design *= sqrt_w  # rows of Cᵀ scaled by sqrt(w): M = (√w C)ᵀ(√w C) is exactly symmetric
         target = np.asarray(s_array[rows, cols], dtype=float).ravel() * sqrt_w
@@ -223,6 +231,7 @@ class StaticKernelSolution(KernelSolution):
 
     def _set_solution(self, solution: np.ndarray) -> None:
         nb = len(self._basis)
+        self._ksum_error = None
         self._a = solution
         self._kernel = LinearCombinationKernel(self._basis, solution[:nb])
         self._background = float(solution[nb]) if self._fit_background else 0.0
@@ -242,6 +251,23 @@ class StaticKernelSolution(KernelSolution):
     def getKsum(self) -> float:  # noqa: N802 - LSST name
         """Sum of the fitted kernel image (the photometric scale)."""
         return self.getKernel().computeSum()
+
+    def getKsumError(self) -> float:  # noqa: N802 - LSST-style name
+        """Statistical error of :meth:`getKsum`: ``sqrt(sᵀ M⁻¹ s)`` with ``s`` the basis sums.
+
+        From the normal matrix of the weighted fit (so it assumes the weights are inverse
+        variances); NaN when ``M`` is singular in the direction of ``s``.
+        """
+        m, _ = self._require_built()
+        self._require_solved()
+        if self._ksum_error is None:
+            sums = np.zeros(m.shape[0])
+            # the shared basis stack's per-image sums (every candidate of a fit shares the stack)
+            sums[: len(self._basis)] = self._basis_stack.sum(axis=(1, 2))
+            x, *_ = np.linalg.lstsq(m, sums, rcond=None)
+            variance = float(sums @ x)
+            self._ksum_error = math.sqrt(variance) if variance > 0 and math.isfinite(variance) else math.nan
+        return self._ksum_error
 
     def getKernelImage(self) -> np.ndarray:  # noqa: N802 - LSST-style name
         """The fitted kernel image ``[y, x]``."""

@@ -108,7 +108,8 @@ class ImageStatistics:
             image, variance, mask = image[rows, cols], variance[rows, cols], mask[rows, cols]
         with np.errstate(divide="ignore", invalid="ignore"):
             ivar = 1.0 / variance.astype(float)
-            use = ((mask & self._bp_mask) == 0) & np.isfinite(ivar)
+            # an infinite variance (ivar 0) is a pixel the kernel fit gave zero weight: not counted
+            use = ((mask & self._bp_mask) == 0) & np.isfinite(ivar) & ~(np.isposinf(variance) & np.isfinite(image))
             z = image[use].astype(float) * np.sqrt(ivar[use])
         xsum = float(z.sum())
         x2sum = float((z * z).sum())
