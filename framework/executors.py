@@ -133,9 +133,11 @@ __all__ = [
     "execute_job",
     "executors",
     "get_executor",
+    "THREAD_BUDGET_ENV",
     "pinned_threads",
     "prepare_worker",
     "progress",
+    "thread_budget",
     "warm_worker",
 ]
 
@@ -151,6 +153,32 @@ BLAS_THREAD_ENV_VARS: tuple[str, ...] = (
     "BLIS_NUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+
+#: Environment variable holding the threads a job may use for its own parallel loops (`thread_budget`).
+THREAD_BUDGET_ENV = "DIFFIM_THREADS"
+
+
+def thread_budget() -> int:
+    """Return the threads a job in this process may use for its own parallel work.
+
+    Tasks cap their FFT workers and thread pools with it, so that ``N`` worker processes on
+    ``C`` cores run ``C // N`` threads each instead of each taking every core. It is
+    ``$DIFFIM_THREADS`` when set to a positive integer (the ``process`` executor sets it in its
+    workers from `WorkerSetup.threads`), else the cores this process may run on.
+
+    Returns
+    -------
+    threads : `int`
+        At least 1.
+    """
+    value = os.environ.get(THREAD_BUDGET_ENV, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
 
 #: Longest error text kept in `JobResult.error` (the full text is in the traceback).
 MAX_ERROR_CHARS = 500
@@ -307,6 +335,10 @@ class WorkerSetup:
     blas_threads : `int` or `None`, optional
         Threads allowed to BLAS/OpenMP in each worker (1: one core per job, which is what makes
         N workers N times faster). `None` leaves threading alone.
+    threads : `int` or `None`, optional
+        Threads a job may use for its own parallel loops (`thread_budget` in the worker); `None`:
+        the executor's choice (the ``process`` executor gives each of its ``N`` workers an equal
+        share of the cores).
     env : `dict` [`str`, `str`], optional
         Extra environment variables for the workers (set before they start when the executor
         starts them, and again by `apply`).
@@ -323,6 +355,7 @@ class WorkerSetup:
     log_levels: list[str] = dataclasses.field(default_factory=list)
     blas_threads: int | None = 1
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         bad_threads = self.blas_threads is not None and (
@@ -330,6 +363,11 @@ class WorkerSetup:
         )
         if bad_threads:
             msg = f"WorkerSetup.blas_threads must be a positive integer or None, got {self.blas_threads!r}"
+            raise ValueError(msg)
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            msg = f"WorkerSetup.threads must be a positive integer or None, got {self.threads!r}"
             raise ValueError(msg)
         if isinstance(self.log_levels, str):  # a single spec: a list of its characters is never meant
             msg = f"WorkerSetup.log_levels must be a list of specs, got the string {self.log_levels!r}; use [{self.log_levels!r}]"
@@ -372,11 +410,14 @@ class WorkerSetup:
         Returns
         -------
         env : `dict` [`str`, `str`]
-            `env` plus every `BLAS_THREAD_ENV_VARS` entry set to `blas_threads` (when not `None`).
+            `env` plus every `BLAS_THREAD_ENV_VARS` entry set to `blas_threads` and
+            `THREAD_BUDGET_ENV` set to `threads` (each when not `None`).
         """
         env = dict(self.env)
         if self.blas_threads is not None:
             env.update(dict.fromkeys(BLAS_THREAD_ENV_VARS, str(self.blas_threads)))
+        if self.threads is not None:
+            env[THREAD_BUDGET_ENV] = str(self.threads)
         return env
 
     def apply(self) -> None:

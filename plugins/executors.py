@@ -56,6 +56,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import dataclasses
 import logging
 import multiprocessing.context
 import os
@@ -318,8 +319,13 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             import concurrent.futures
 
-            context = _EnvSpawnContext(self.worker_setup.environ())
             assert self.processes is not None  # resolved in __init__
+            if self.worker_setup.threads is None:
+                # each worker's share of the cores for its own FFT workers and thread pools
+                self.worker_setup = dataclasses.replace(
+                    self.worker_setup, threads=max(1, _usable_cores() // self.processes)
+                )
+            context = _EnvSpawnContext(self.worker_setup.environ())
             self._starts = context.Array("d", self.processes, lock=False)
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.processes,

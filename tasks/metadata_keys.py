@@ -269,7 +269,7 @@ _IMAGE_PSF_MATCH = TaskMetadataKeys(
         MetadataKey(
             "ALWingGauss", "bool",
             "Whether the basis kept its trailing degree-0 'wing' Gaussian (False: fewer kernel sources than "
-            "wingGaussMinSources).",
+            "wingGaussMinSources, or the science image convolved).",
             "when the Alard-Lupton basis configured ends with a degree-0 Gaussian (the default)",
         ),
         MetadataKey("nKernelSources", "int", "Kernel sources given to the kernel fit."),

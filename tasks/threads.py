@@ -12,9 +12,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from diffim.framework.executors import pinned_threads
+from diffim.framework.executors import pinned_threads, thread_budget
 
-__all__ = ["with_blas_threads"]
+__all__ = ["parallel_threads", "with_blas_threads"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,3 +29,13 @@ def with_blas_threads(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def parallel_threads(configured: int) -> int:
+    """Threads for a task's own parallel loop: ``configured``, capped by the process's share.
+
+    In a worker of ``diffim run -j N`` the share is the cores divided by ``N``
+    (:func:`~diffim.framework.executors.thread_budget`), so ``N`` jobs do not each start
+    ``configured`` threads on the same cores. The results do not depend on it.
+    """
+    return max(1, min(int(configured), thread_budget()))

@@ -33,6 +33,12 @@ def compute(seed: int) -> dict[str, Any]:
     }
 
 
+def _thread_budget() -> int:
+    from diffim.framework.executors import thread_budget
+
+    return thread_budget()
+
+
 def probe(_: object) -> dict[str, Any]:
     """Report the worker's state: pid, BLAS variables, debug flag, log level."""
     from diffim.framework.debug import debug_info
@@ -43,6 +49,7 @@ def probe(_: object) -> dict[str, Any]:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
         "EXTRA": os.environ.get("DIFFIM_TEST_EXTRA"),
+        "threads": _thread_budget(),
         "flag": debug_info(DEBUG_NAME).flag,
         "level": logging.getLogger(LOGGER_NAME).getEffectiveLevel(),
     }

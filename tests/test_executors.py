@@ -177,6 +177,8 @@ def test_process_workers_pin_blas_reload_debug_and_set_log_levels(pool: ProcessE
     for report in reports:
         assert [report[var] for var in BLAS_VARS] == ["1", "1", "1"]
         assert report["EXTRA"] == "yes"
+        # each of the 2 workers gets its share of the cores for its own thread pools
+        assert report["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
         assert report["flag"] == "set by debug.py"  # the debug file was re-loaded in the worker
         assert report["level"] == logging.DEBUG
     assert debug_info(jobs.DEBUG_NAME).flag is False  # ... and not in this process
@@ -383,3 +385,26 @@ def test_progress_uses_tqdm_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "tqdm", None)  # not installed: log lines even on a terminal
     assert type(progress(3, stream=tty)).__name__ == "_LogProgress"  # type: ignore[arg-type]
     assert type(progress(3, enable=False)) is ex.Progress
+
+
+def test_thread_budget_reads_the_environment_and_defaults_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ex.THREAD_BUDGET_ENV, raising=False)
+    assert ex.thread_budget() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(ex.THREAD_BUDGET_ENV, "3")
+    assert ex.thread_budget() == 3
+    for bad in ("0", "-2", "two", ""):
+        monkeypatch.setenv(ex.THREAD_BUDGET_ENV, bad)
+        assert ex.thread_budget() == len(os.sched_getaffinity(0))
+    assert WorkerSetup(threads=2).environ()[ex.THREAD_BUDGET_ENV] == "2"
+    assert ex.THREAD_BUDGET_ENV not in WorkerSetup().environ()
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        WorkerSetup(threads=0)
+
+
+def test_task_thread_loops_are_capped_by_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffim.tasks.threads import parallel_threads
+
+    monkeypatch.setenv(ex.THREAD_BUDGET_ENV, "1")
+    assert parallel_threads(2) == 1
+    monkeypatch.setenv(ex.THREAD_BUDGET_ENV, "8")
+    assert parallel_threads(2) == 2 and parallel_threads(0) == 1

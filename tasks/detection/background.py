@@ -8,7 +8,6 @@ it back to every pixel with a bicubic spline through the box centres.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +17,7 @@ from scipy import ndimage
 from scipy.interpolate import BSpline, RectBivariateSpline
 
 from diffim.tasks.image import Image, Mask, Point2I
+from diffim.tasks.threads import parallel_threads
 
 from ._pixels import unpack_pixels
 from ._products import tiled_matmul
@@ -265,7 +265,7 @@ def _box_statistics(
         return level, spread, good
 
     n_rows = blocks.shape[0]
-    if blocks.size < _PARALLEL_PIXELS or n_rows < 2 or (os.cpu_count() or 1) < 2:
+    if blocks.size < _PARALLEL_PIXELS or n_rows < 2 or parallel_threads(2) < 2:
         return run(blocks)
     half = n_rows // 2
     with ThreadPoolExecutor(max_workers=2) as pool:
