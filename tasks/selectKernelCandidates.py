@@ -317,7 +317,8 @@ class SelectKernelCandidatesTask(Task):
                 ok, has, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
                 keep &= ok
             if contaminants_needed:
-                contaminants = self._contaminants(sources, convolved_sources, has, variable, referenceFwhmPix)
+                fwhm = referenceFwhmPix if referenceFwhmPix is not None else sources.meta.get("fwhm")
+                contaminants = self._contaminants(sources, convolved_sources, has, variable, fwhm)
             if config.rejectContaminatedStamps:
                 keep &= ~self._contaminated(sources, contaminants, keep, half)
                 counts["nUncontaminated"] = int(keep.sum())

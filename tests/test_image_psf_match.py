@@ -341,3 +341,94 @@ def test_background_evaluation_on_the_pixel_grid_is_exact() -> None:
     for function in (Chebyshev1Function2.from_bbox(2, box, np.arange(1.0, 7.0)),
                      PolynomialFunction2(2, [1.0, 1e-2, -2e-2, 1e-5, 2e-5, -3e-5])):
         assert _evaluate(function, box) == pytest.approx(function(xs[None, :], ys[:, None]), abs=1e-12)
+
+
+# ------------------------------------------------------------------ contaminants and the wing Gaussian
+def _science_stamps_with_zero_weight(result: Struct) -> list[Any]:
+    return [c for c in result.kernelCellSet.candidates(include_bad=True)
+            if np.isposinf(c.getScienceMaskedImage().variance.array).any()]
+
+
+def test_contaminated_kernel_stamps_get_zero_weight_pixels(sharp_template: tuple[Any, ...]) -> None:
+    _, _, _, truth, task, result, _ = sharp_template
+    md = task.metadata
+    assert result.convolveTemplate  # the science image is the one matched to: its stamps are masked
+    candidates = list(result.kernelCellSet.candidates(include_bad=True))
+    masked = _science_stamps_with_zero_weight(result)
+    assert md["nContaminatedStamps"] == len(masked) > 0
+    assert md["nContaminatedRejected"] >= 0
+    assert len(candidates) == md["nKernelSources"] - md["nContaminatedRejected"]
+    for candidate in candidates:  # the image convolved keeps its weights
+        assert np.isfinite(candidate.getTemplateMaskedImage().variance.array).all()
+    # a bright transient in a kernel stamp, away from its star, is at zero weight
+    checked = 0
+    for transient in truth["transients"]:
+        if transient["blended"] or transient["target_snr"] < 20:
+            continue
+        for candidate in candidates:
+            stamp = candidate.getScienceMaskedImage()
+            box = stamp.getBBox()
+            col, row = round(transient["x"]) - box.minX, round(transient["y"]) - box.minY
+            far = np.hypot(transient["x"] - candidate.getXCenter(), transient["y"] - candidate.getYCenter()) > 5
+            if 0 <= col < box.width and 0 <= row < box.height and far:
+                assert np.isposinf(stamp.variance.array[row, col]), transient
+                checked += 1
+    assert checked >= 1  # the pair has one: transient 2 (S/N 50) in the stamp of the star 23 px away
+
+
+def test_mask_contaminants_off_leaves_every_weight(sharp_template: tuple[Any, ...]) -> None:
+    _, template, science, *_ = sharp_template
+    config = ImagePsfMatchConfig()
+    config.selectKernelCandidates.maskContaminants = False
+    config.doQa = False
+    task = ImagePsfMatchTask(config=config)
+    result = task.subtractExposures(template, science)
+    assert "nContaminatedStamps" not in task.metadata and "nContaminatedRejected" not in task.metadata
+    assert _science_stamps_with_zero_weight(result) == []
+    assert len(list(result.kernelCellSet.candidates(include_bad=True))) == task.metadata["nKernelSources"]
+
+
+def test_wing_gaussian_is_dropped_with_few_kernel_sources(sharp_template: tuple[Any, ...]) -> None:
+    _, _, _, _, task, result, _ = sharp_template
+    config = ImagePsfMatchConfig()
+    al = config.kernel["AL"]
+    assert (al.alardNGauss, list(al.alardDegGauss), list(al.alardSigGauss)) == (4, [4, 2, 2, 0], [0.7, 1.5, 3.0, 6.0])
+    assert config.wingGaussMinSources == 50
+    md = task.metadata
+    assert md["nKernelSources"] < 50  # a 512² pair: ~25
+    assert md["ALWingGauss"] is False and md["ALBasisNGauss"] == 3
+    assert md.getArray("ALBasisDegGauss")[-3:] == [4, 2, 2]
+    assert result.psfMatchingKernel.getWidth() == md["ALKernelSize"]
+
+
+def test_wing_gaussian_is_kept_with_enough_kernel_sources(sharp_template: tuple[Any, ...]) -> None:
+    _, template, science, truth, default_task, default_result, _ = sharp_template
+    config = ImagePsfMatchConfig()
+    config.wingGaussMinSources = 1
+    config.doQa = False
+    task = ImagePsfMatchTask(config=config)
+    result = task.subtractExposures(template, science)
+    md = task.metadata
+    assert md["ALWingGauss"] is True and md["ALBasisNGauss"] == 4
+    assert md.getArray("ALBasisDegGauss")[-4:] == [4, 2, 2, 0]
+    size = md["ALKernelSize"]
+    assert size > default_task.metadata["ALKernelSize"]  # the wing's wider Gaussian needs a wider kernel
+    assert result.psfMatchingKernel.getWidth() == size
+    assert len(result.psfMatchingKernel.getKernelList()) > len(default_result.psfMatchingKernel.getKernelList())
+    stamp = next(iter(result.kernelCellSet.candidates())).getScienceMaskedImage()
+    assert stamp.getWidth() == stamp.getHeight() == 2 * size + 1
+    assert result.kernelSum == pytest.approx(truth["photometric_ratio"], rel=0.02)
+
+
+def test_a_basis_without_a_wing_gaussian_writes_no_wing_key(sharp_template: tuple[Any, ...]) -> None:
+    _, template, science, truth, *_ = sharp_template
+    config = ImagePsfMatchConfig()
+    al = config.kernel["AL"]
+    al.alardNGauss, al.alardDegGauss, al.alardSigGauss = 3, [4, 2, 2], [0.7, 1.5, 3.0]  # LSST's basis
+    config.wingGaussMinSources = 1  # would keep a wing if there were one
+    config.doQa = False
+    task = ImagePsfMatchTask(config=config)
+    result = task.subtractExposures(template, science)
+    assert "ALWingGauss" not in task.metadata
+    assert task.metadata["ALBasisNGauss"] == 3 and task.metadata.getArray("ALBasisDegGauss")[-3:] == [4, 2, 2]
+    assert result.kernelSum == pytest.approx(truth["photometric_ratio"], rel=0.03)

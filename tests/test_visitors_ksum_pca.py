@@ -326,3 +326,141 @@ def test_pca_of_noisy_gaussian_kernels() -> None:
     # the first unsubtracted eigenkernel (peak 1) is within 20% of the reference scaled to peak 1
     scaled = reference / reference.max()
     assert np.all(np.abs(scaled - kernels_plain[0]) / scaled < 0.2)
+
+
+# ------------------------------------------------------------------------------------------------
+# diffim's error-aware kernel-sum clipping (maxKsumErrorSigma) and StaticKernelSolution.getKsumError
+# ------------------------------------------------------------------------------------------------
+
+
+def _correlated(template: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.correlate(template, kernel, mode="constant")  # afw convolution: a correlation
+
+
+def _two_stars(side: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:side, 0:side].astype(float)
+    image = np.full((side, side), 10.0)
+    for x0, y0, flux in ((side // 2, side // 2, 3000.0), (6.0, side - 8.0, 1500.0)):
+        image += flux * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 2.0) / (2 * np.pi)
+    return image
+
+
+@pytest.mark.parametrize("kind", ["alard-lupton", "delta-function"])
+def test_ksum_error_is_the_scatter_of_the_fitted_kernel_sums(kind: str) -> None:
+    from diffim.tasks.image import MaskedImage
+    from diffim.tasks.kernel.bases import (
+        makeAlardLuptonBasisList,
+        makeDeltaFunctionBasisList,
+    )
+    from diffim.tasks.matching import StaticKernelSolution
+
+    if kind == "alard-lupton":  # renormalised: the kernel sum is the first coefficient
+        small_basis = makeAlardLuptonBasisList(3, 2, (1.0, 2.0), (2, 1))
+        coefficients = np.r_[1.1, np.linspace(-0.05, 0.05, len(small_basis) - 1)]
+    else:  # every coefficient counts: the error is sqrt(1ᵀ M⁻¹ 1), not one diagonal element
+        small_basis = makeDeltaFunctionBasisList(5, 5)
+        coefficients = 1.1 * GaussianKernel(5, 5, 1.0, 1.2).computeImage().ravel()
+    images = np.stack([k.computeImage() for k in small_basis])
+    kernel = np.tensordot(coefficients, images, axes=1)  # in the basis' span: an unbiased fit
+    side, sigma, n_real = 25, 2.0, 1000
+    template = MaskedImage(_two_stars(side), variance=1.0)
+    clean = _correlated(template.image.array, kernel)
+    variance = np.full(clean.shape, sigma**2)
+    rng = np.random.default_rng(17)
+    sums, errors = [], set()
+    for _ in range(n_real):
+        solution = StaticKernelSolution(small_basis, True)
+        solution.build(template, MaskedImage(clean + rng.normal(0.0, sigma, clean.shape), variance=1.0), variance)
+        solution.solve()
+        sums.append(solution.getKsum())
+        errors.add(round(solution.getKsumError(), 14))
+    assert len(errors) == 1  # from M alone: the same for every noise realisation
+    error = errors.pop()
+    assert np.std(sums, ddof=1) == pytest.approx(error, rel=0.1)  # the scatter's own error is ~2 %
+    assert np.mean(sums) == pytest.approx(kernel.sum(), abs=4 * error / np.sqrt(n_real))
+    # the explicit sqrt(sᵀ M⁻¹ s), s the basis sums (0 for the background)
+    s = np.r_[images.sum(axis=(1, 2)), 0.0]
+    assert error == pytest.approx(float(np.sqrt(s @ np.linalg.solve(solution.getM(), s))), rel=1e-8)
+    # four times the variance: twice the error
+    noisier = StaticKernelSolution(small_basis, True)
+    noisier.build(template, MaskedImage(clean, variance=1.0), 4.0 * variance)
+    noisier.solve()
+    assert noisier.getKsumError() == pytest.approx(2.0 * error, rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def ksum_population(basis) -> dict[str, object]:
+    """24 candidates of kernel sums 0.9-1.1 (errors ~0.3) and precise ones (errors ~0.003) of sums 1.08, 1.01."""
+    config = PsfMatchConfigDF()
+
+    def make(k_sum: float, variance: float) -> KernelCandidate:
+        candidate = KernelCandidate(0.0, 0.0, *delta_pair(k_sum, variance=variance), config)
+        candidate.build(basis)
+        return candidate
+
+    return {"imprecise": [make(float(k), 1e-4) for k in np.linspace(0.9, 1.1, 24)],
+            "precise": make(1.08, 1e-8), "agreeing": make(1.01, 1e-8)}
+
+
+def _clip(config: PsfMatchConfigDF, candidates: list[KernelCandidate]) -> KernelSumVisitor:
+    visitor = KernelSumVisitor(config)
+    visitor.setMode("AGGREGATE")
+    for candidate in candidates:
+        candidate.setStatus(GOOD)
+        visitor.processCandidate(candidate)
+    visitor.processKsumDistribution()
+    visitor.setMode("REJECT")
+    for candidate in candidates:
+        visitor.processCandidate(candidate)
+    return visitor
+
+
+def test_a_precise_candidate_far_off_in_its_own_errors_is_rejected(config, ksum_population) -> None:
+    assert (config.maxKsumErrorSigma, config.ksumErrorMinCandidates, config.ksumErrorFloor) == (4.0, 20, 0.005)
+    imprecise, precise = ksum_population["imprecise"], ksum_population["precise"]
+    error = precise.getKernelSolution(ORIG).getKsumError()
+    assert error < 0.005 and imprecise[0].getKernelSolution(ORIG).getKsumError() > 0.1
+    # its kernel sum is 0.08 off: within 3 sigma of the population (LSST's cut), ~13 of its own errors
+    visitor = _clip(config, [*imprecise, precise])
+    assert abs(1.08 - visitor.kSumMean) < visitor.dkSumMax
+    assert visitor.errorClipping and len(visitor.kSumErrors) == 25
+    assert precise.getStatus() is BAD and visitor.nRejected == 1
+    assert all(c.getStatus() is GOOD for c in imprecise)  # their errors cover their scatter
+    # LSST's population cut alone keeps it
+    lsst = config.model_copy()
+    lsst.maxKsumErrorSigma = 0.0
+    visitor = _clip(lsst, [*imprecise, precise])
+    assert not visitor.errorClipping and visitor.kSumErrors == []
+    assert precise.getStatus() is GOOD and visitor.nRejected == 0
+    # a precise candidate that agrees with the others is kept
+    agreeing = ksum_population["agreeing"]
+    visitor = _clip(config, [*imprecise, agreeing])
+    assert agreeing.getStatus() is GOOD and visitor.nRejected == 0
+
+
+def test_the_error_floor_protects_precise_candidates(config, ksum_population) -> None:
+    imprecise, precise = ksum_population["imprecise"], ksum_population["precise"]
+    floored = config.model_copy()
+    floored.ksumErrorFloor = 0.05  # error ~0.054: 0.08 off is 1.5 errors
+    visitor = _clip(floored, [*imprecise, precise])
+    assert visitor.errorClipping and precise.getStatus() is GOOD and visitor.nRejected == 0
+    assert visitor.kSumErrors[-1] == pytest.approx(
+        math.hypot(precise.getKernelSolution(ORIG).getKsumError(), 0.05 * 1.08), rel=1e-9)
+
+
+def test_too_few_candidates_switch_the_error_cut_off(config, ksum_population) -> None:
+    imprecise, precise = ksum_population["imprecise"][::2], ksum_population["precise"]
+    assert len(imprecise) + 1 < config.ksumErrorMinCandidates  # 13
+    visitor = _clip(config, [*imprecise, precise])
+    assert not visitor.errorClipping and len(visitor.kSumErrors) == 13
+    assert precise.getStatus() is GOOD and visitor.nRejected == 0
+    # the same 13 with the threshold lowered to 13: rejected
+    fewer = config.model_copy()
+    fewer.ksumErrorMinCandidates = 13
+    visitor = _clip(fewer, [*imprecise, precise])
+    assert visitor.errorClipping and precise.getStatus() is BAD and visitor.nRejected == 1
+    # resetKernelSum clears the errors too
+    visitor.resetKernelSum()
+    assert visitor.kSumErrors == [] and not visitor.errorClipping

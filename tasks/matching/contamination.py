@@ -42,6 +42,7 @@ def contaminated_pixels(bbox: Box2I, points: np.ndarray, radius: float, *, centr
     numpy.ndarray of bool or None
         ``[row, col]`` map of the stamp.
     """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
     if not len(points):
         return None
     x0, y0 = bbox.minX, bbox.minY
