@@ -89,16 +89,19 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-import scipy.fft as _fft
 
 from diffim.framework.config import Config, Field
 from diffim.framework.struct import Struct
 from diffim.framework.task import Task
 from diffim.framework.timing import timeMethod
 
+from ._lazy import LazyModule
 from .clipped_stats import _median, clipped_mean
 from .image import Exposure, Image, Mask, MaskedImage
 from .kernel import FixedKernel, Kernel
+
+
+_fft = LazyModule("scipy.fft")  # the launcher imports this module (for its config) and runs no FFT
 
 
 __all__ = [

@@ -53,12 +53,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import scipy.fft as _fft
 
+from .._lazy import LazyModule
 from ..image.geom import Box2I
 from ..image.images import Image, ImageError, Mask, MaskedImage
 from .functions import Chebyshev1Function2, PolynomialFunction2, SpatialFunction, term_powers
 from .kernels import Kernel, KernelError, LinearCombinationKernel
+
+_fft = LazyModule("scipy.fft")  # ~0.15 s import that configuring a task does not need
 
 __all__ = ["convolve", "convolveAndSubtract", "convolve_array"]
 

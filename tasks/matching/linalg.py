@@ -11,7 +11,10 @@ import enum
 from typing import Any
 
 import numpy as np
-import scipy.linalg
+
+from .._lazy import LazyModule
+
+_scipy_linalg = LazyModule("scipy.linalg")  # imported on first solve, not with the task modules
 
 __all__ = [
     "ConditionNumberType",
@@ -151,12 +154,12 @@ def solve_system(matrix: Any, rhs: Any) -> tuple[np.ndarray, SolvedBy]:
     vec = np.asarray(rhs, dtype=float)
     n = mat.shape[0]
     if np.all(np.isfinite(mat)) and n > 0:
-        lu, piv, info = scipy.linalg.lapack.dgetrf(mat)
+        lu, piv, info = _scipy_linalg.lapack.dgetrf(mat)
         if info == 0:
             anorm = np.abs(mat).sum(axis=0).max()
-            rcond, _ = scipy.linalg.lapack.dgecon(lu, anorm, norm="1")
+            rcond, _ = _scipy_linalg.lapack.dgecon(lu, anorm, norm="1")
             if rcond > n * np.finfo(float).eps:
-                x, _ = scipy.linalg.lapack.dgetrs(lu, piv, vec)
+                x, _ = _scipy_linalg.lapack.dgetrs(lu, piv, vec)
                 return np.asarray(x, dtype=float), SolvedBy.LU
         pinv, _ = eigen_pseudo_inverse(mat)
         return pinv @ vec, SolvedBy.EIGENVECTOR

@@ -22,7 +22,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special
+
+from .._lazy import LazyModule
+
+special = LazyModule("scipy.special")  # first used by a candidate's metrics, not on import
 
 __all__ = [
     "AGGREGATED_METRICS",

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
+from .._lazy import LazyModule
 from ..kernel import Kernel
 from .linalg import eigen_pseudo_inverse
 from .solution_base import KernelSolutionError, _log
 from .static_solution import StaticKernelSolution
+
+_scipy_linalg = LazyModule("scipy.linalg")  # imported on first solve, not with the task modules
 
 __all__ = ["RegularizedKernelSolution", "lambda_grid", "risk_curve"]
 
@@ -252,7 +254,7 @@ def risk_curve(
     loss = np.diag(select) if kept.shape[1] == n else kept @ ((kept.T * select) @ kept) @ kept.T
     try:
         solutions, traces = _regularized_family(m, b, h, lambdas, loss)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):
+    except (np.linalg.LinAlgError, _scipy_linalg.LinAlgError, ValueError):
         solutions, traces = _regularized_family_direct(m, b, h, lambdas, loss)
     weighted = solutions @ loss
     ls_estimate = np.asarray(b) @ pinv  # M⁺B (pinv is symmetric)
@@ -271,7 +273,7 @@ def _regularized_family(
     trace_h = float(np.trace(h))
     trace_m = float(np.trace(m))
     lam0 = trace_m / trace_h if trace_h > 0 and trace_m > 0 else 1.0
-    gamma, x = scipy.linalg.eigh(h, m + lam0 * h)  # raises LinAlgError unless M + λ0 H is definite
+    gamma, x = _scipy_linalg.eigh(h, m + lam0 * h)  # raises LinAlgError unless M + λ0 H is definite
     denom = 1.0 + (lambdas[:, None] - lam0) * gamma[None, :]
     if np.any(denom <= 0):
         msg = "lambda grid reaches a singular M + lambda H"
