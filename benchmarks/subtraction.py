@@ -479,6 +479,7 @@ def run_real(case: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     row.update({
         "shape": list(diff.image.array.shape), "mode": md["mode"], "kernel_sum": md["photometricRatio"],
         "spatialKernelSum": md["spatialKernelSum"], "nGoodCandidates": md["nGoodCandidates"],
+        "ALWingGauss": md.get("ALWingGauss", None), "ALKernelSize": md.get("ALKernelSize", None),
         "templatePsfFwhm": md["templatePsfFwhm"], "sciencePsfFwhm": md["sciencePsfFwhm"],
         "NFalsePositivesTotal": md["NFalsePositivesTotal"],
         "NFalsePositivesUnassociated": md["NFalsePositivesUnassociated"],

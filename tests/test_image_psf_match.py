@@ -432,3 +432,33 @@ def test_a_basis_without_a_wing_gaussian_writes_no_wing_key(sharp_template: tupl
     assert "ALWingGauss" not in task.metadata
     assert task.metadata["ALBasisNGauss"] == 3 and task.metadata.getArray("ALBasisDegGauss")[-3:] == [4, 2, 2]
     assert result.kernelSum == pytest.approx(truth["photometric_ratio"], rel=0.03)
+
+
+def test_wing_gaussian_is_dropped_when_the_matched_psf_has_no_wings(tmp_path: Path) -> None:
+    # Gaussian PSFs: the profile fit to the science star stack gives a Moffat index >> wingGaussMaxBeta
+    template, science, truth = _pair(tmp_path, "--size", "384", "--nstars", "120", "--psf", "gauss")
+    task, result = _subtract(template, science, wingGaussMinSources=1, doQa=False, doDecorrelation=False)
+    md = task.metadata
+    assert md["mode"] == "convolveTemplate"
+    assert md["ALWingGauss"] is False and md["ALBasisNGauss"] == 3
+    assert result.psfMatchingKernel.getWidth() == md["ALKernelSize"]
+    # a threshold above any fitted index keeps the wing even so
+    task_kept, _ = _subtract(template, science, wingGaussMinSources=1, wingGaussMaxBeta=1e6, doQa=False,
+                             doDecorrelation=False)
+    assert task_kept.metadata["ALWingGauss"] is True and task_kept.metadata["ALBasisNGauss"] == 4
+
+
+def test_profile_beta_of_psf_models() -> None:
+    from diffim.tasks.imagePsfMatch import PsfInfo
+    from diffim.tasks.psf import GaussianPsf, MoffatPsf
+
+    task = ImagePsfMatchTask()
+    moffat = PsfInfo(fwhm=3.7, sigmaX=None, sigmaY=None, psf=MoffatPsf(31, 31, 3.7, 3.0), origin="psf", beta=None)
+    gauss = PsfInfo(fwhm=3.7, sigmaX=None, sigmaY=None, psf=GaussianPsf(31, 31, 1.57), origin="psf", beta=None)
+    assert task._profile_beta(moffat) == pytest.approx(3.0, rel=0.1)
+    assert moffat.beta == task._profile_beta(moffat)  # kept for the next call
+    assert task._profile_beta(gauss) > task.config.wingGaussMaxBeta
+    unknown = PsfInfo(fwhm=3.7, sigmaX=None, sigmaY=None, psf=None, origin="given", beta=None)
+    assert task._profile_beta(unknown) is None
+    estimated = PsfInfo(fwhm=3.7, sigmaX=None, sigmaY=None, psf=None, origin="estimated", beta=2.5)
+    assert task._profile_beta(estimated) == 2.5
