@@ -790,7 +790,6 @@ class ImagePsfMatchTask(PsfMatchTask):
     # ------------------------------------------------------------------ the fit
     def _match(self, convolved: Any, reference: Any, prepared: Struct, candidateList: Any) -> Struct:  # noqa: N803
         """Select candidates, fit the kernel, convolve: the matchMaskedImages core."""
-        from .kernel.bases import makeKernelBasisList
         from .kernel.convolve import convolve
 
         conv_info, ref_info = ((prepared.templateInfo, prepared.scienceInfo) if prepared.convolveTemplate
@@ -799,8 +798,6 @@ class ImagePsfMatchTask(PsfMatchTask):
         ref_mi = reference.maskedImage if isinstance(reference, Exposure) else reference
         self._debug_display("imagePsfMatch.template", image=conv_mi, title="Image to convolve")
         self._debug_display("imagePsfMatch.science", image=ref_mi, title="Image to not convolve")
-        basis_config = self.kConfig
-        basis = makeKernelBasisList(basis_config, conv_info.fwhm, ref_info.fwhm)
         ref_sources, conv_sources = ((prepared.scienceSources, prepared.templateSources) if prepared.convolveTemplate
                                      else (prepared.templateSources, prepared.scienceSources))
 
@@ -814,39 +811,9 @@ class ImagePsfMatchTask(PsfMatchTask):
                     maxSources=self.config.maxKernelSources, minSources=self.config.minKernelSources,
                 )
             selection.stampHalf = stamp_half
-            ref_sources_used = selection.sources if candidateList is None else ref_sources
-            selection.referenceSources = ref_sources_used
             return selection
 
-        has_wing = _has_wing_gauss(basis_config)
-        selection = None
-        beta = self._profile_beta(ref_info) if has_wing and prepared.convolveTemplate else None
-        if has_wing and not prepared.convolveTemplate:
-            reason = "the science image is convolved"
-        elif has_wing and beta is not None and not beta < self.config.wingGaussMaxBeta:
-            reason = (f"the PSF of the image matched to has no wings (Moffat index {beta:.3g} >= "
-                      f"wingGaussMaxBeta={self.config.wingGaussMaxBeta:g})")
-            selection = None
-        else:
-            try:
-                selection = select(basis[0].getWidth())
-            except NoKernelCandidatesError:
-                if not has_wing:
-                    raise
-                # the wing's larger stamps may be what leaves too few: retry without it
-            reason = (f"{'too few' if selection is None else len(selection.kernelSources)} kernel sources, "
-                      f"fewer than wingGaussMinSources={self.config.wingGaussMinSources}")
-        if has_wing and (selection is None or len(selection.kernelSources) < self.config.wingGaussMinSources
-                         or (beta is not None and not beta < self.config.wingGaussMaxBeta)):
-            basis_config = _without_wing_gauss(basis_config)
-            basis = makeKernelBasisList(basis_config, conv_info.fwhm, ref_info.fwhm)
-            self.log.info("Kernel basis without its wing Gaussian: %s", reason)
-            selection = select(basis[0].getWidth())
-            has_wing = False
-        if _has_wing_gauss(self.kConfig):
-            self.metadata["ALWingGauss"] = has_wing
-        # the basis metadata (ALBasis*, ALKernelSize) of the basis used
-        makeKernelBasisList(basis_config, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
+        basis, selection = self._basis_and_sources(conv_info, ref_info, prepared.convolveTemplate, select)
         stamp_half = selection.stampHalf
         sources = selection.kernelSources
         self.metadata["nKernelSources"] = len(sources)
@@ -857,7 +824,8 @@ class ImagePsfMatchTask(PsfMatchTask):
             # drawn after the fit so the cells show which candidates were kept (GOOD) or rejected
             self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
         with self.timer("convolve"):
-            matched = convolve(conv_mi, kernel, doNormalize=False, workers=parallel_threads(self.config.convolutionWorkers),
+            matched = convolve(conv_mi, kernel, doNormalize=False,
+                               workers=parallel_threads(self.config.convolutionWorkers),
                                variance=self._convolution_variance())
         cx, cy = ref_mi.getBBox().getCenter()
         ksum = float(kernel.computeSum(cx, cy))
@@ -871,6 +839,48 @@ class ImagePsfMatchTask(PsfMatchTask):
             convolveTemplate=prepared.convolveTemplate, kernelSum=ksum,
             psfInfo=Struct(template=prepared.templateInfo, science=prepared.scienceInfo),
         )
+
+    def _basis_and_sources(self, conv_info: PsfInfo, ref_info: PsfInfo, convolve_template: bool,
+                           select: Any) -> tuple[list[Any], Struct]:
+        """The kernel basis and the kernel-source selection made for its stamps.
+
+        A configured basis ending with a degree-0 'wing' Gaussian keeps it only when the template
+        is convolved, the PSF of the image matched to has Moffat wings (``wingGaussMaxBeta``) and
+        at least ``wingGaussMinSources`` kernel sources are found with its larger stamps;
+        otherwise the basis without it is used (metadata ``ALWingGauss``). ``select(kernel_width)``
+        runs the selection for stamps fitting a kernel of that width. The ``ALBasis*`` and
+        ``ALKernelSize`` metadata describe the basis used.
+        """
+        from .kernel.bases import makeKernelBasisList
+
+        config = self.kConfig
+        basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm)
+        if not _has_wing_gauss(config):
+            makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
+            return basis, select(basis[0].getWidth())
+        selection = None
+        beta = self._profile_beta(ref_info) if convolve_template else None
+        if not convolve_template:
+            reason = "the science image is convolved"
+        elif beta is not None and not beta < self.config.wingGaussMaxBeta:
+            reason = (f"the PSF of the image matched to has no wings (Moffat index {beta:.3g} >= "
+                      f"wingGaussMaxBeta={self.config.wingGaussMaxBeta:g})")
+        else:
+            try:
+                selection = select(basis[0].getWidth())
+            except NoKernelCandidatesError:
+                pass  # the wing's larger stamps may be what leaves too few: try without it
+            reason = (f"{'too few' if selection is None else len(selection.kernelSources)} kernel sources, "
+                      f"fewer than wingGaussMinSources={self.config.wingGaussMinSources}")
+        keep = selection is not None and len(selection.kernelSources) >= self.config.wingGaussMinSources
+        if not keep:
+            config = _without_wing_gauss(config)
+            basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm)
+            self.log.info("Kernel basis without its wing Gaussian: %s", reason)
+            selection = select(basis[0].getWidth())
+        self.metadata["ALWingGauss"] = keep
+        makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
+        return basis, selection
 
     def _profile_beta(self, info: PsfInfo) -> float | None:
         """Moffat index of a PSF: the estimate's, else a profile fit to the model's image; None if unknown."""
