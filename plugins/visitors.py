@@ -117,7 +117,6 @@ class KernelSumVisitor(CandidateVisitor):
     def resetKernelSum(self) -> None:
         self.kSums: list[float] = []
         self.kSumErrors: list[float] = []
-        self.kSumCentre = math.nan
         self.errorClipping = False
         self.kSumMean = 0.0
         self.kSumStd = 0.0
@@ -173,7 +172,6 @@ class KernelSumVisitor(CandidateVisitor):
         # candidates over round-off (spec §11.6); a relative floor of 1e-6 keeps them.
         self.dkSumMax = max(self.config.maxKsumSigma * self.kSumStd, KSUM_RELATIVE_FLOOR * abs(self.kSumMean))
         self.kSumNpts = len(self.kSums)
-        self.kSumCentre = _weighted_median(self.kSums, self.kSumErrors) if self._error_aware() else math.nan
         n_errors = int(np.count_nonzero(np.isfinite(self.kSumErrors))) if self.kSumErrors else 0
         self.errorClipping = self._error_aware() and n_errors >= int(getattr(self.config, "ksumErrorMinCandidates", 2))
 

@@ -314,11 +314,11 @@ class SelectKernelCandidatesTask(Task):
                     exclude_mask_planes=("NO_DATA",), set_mask=False,
                 )
             if config.requireCounterpart or config.maxFluxRatioSigma > 0 or contaminants_needed:
-                ok, has, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
+                ok, _, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
                 keep &= ok
             if contaminants_needed:
                 fwhm = referenceFwhmPix if referenceFwhmPix is not None else sources.meta.get("fwhm")
-                contaminants = self._contaminants(sources, convolved_sources, has, variable, fwhm)
+                contaminants = self._contaminants(sources, convolved_sources, variable, fwhm)
             if config.rejectContaminatedStamps:
                 keep &= ~self._contaminated(sources, contaminants, keep, half)
                 counts["nUncontaminated"] = int(keep.sum())
@@ -361,8 +361,7 @@ class SelectKernelCandidatesTask(Task):
         return Struct(kernelSources=selected, sources=sources, convolvedSources=convolved_sources,
                       contaminants=contaminants)
 
-    def _contaminants(self, sources: Any, others: Any, has: np.ndarray, variable: np.ndarray,
-                      fwhm: float | None) -> np.ndarray:
+    def _contaminants(self, sources: Any, others: Any, variable: np.ndarray, fwhm: float | None) -> np.ndarray:
         """``(n, 2)`` positions of the sources that can contaminate a kernel stamp.
 
         A contaminant is a reference source flagged ``variable``, or a source of either catalog with

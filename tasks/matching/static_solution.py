@@ -212,7 +212,6 @@ class StaticKernelSolution(KernelSolution):
             )
             raise KernelSolutionError(msg)
         sqrt_w = 1.0 / np.sqrt(var.ravel())
-
         design = self._design_transposed(t_array)
         design *= sqrt_w  # rows of Cᵀ scaled by sqrt(w): M = (√w C)ᵀ(√w C) is exactly symmetric
         target = np.asarray(s_array[rows, cols], dtype=float).ravel() * sqrt_w
