@@ -137,6 +137,7 @@ __all__ = [
     "pinned_threads",
     "prepare_worker",
     "progress",
+    "set_thread_budget_provider",
     "thread_budget",
     "warm_worker",
 ]
@@ -158,19 +159,40 @@ BLAS_THREAD_ENV_VARS: tuple[str, ...] = (
 THREAD_BUDGET_ENV = "DIFFIM_THREADS"
 
 
+_budget_provider: Callable[[], int] | None = None
+
+
+def set_thread_budget_provider(provider: Callable[[], int] | None) -> None:
+    """Make `thread_budget` ask ``provider`` first (an executor's worker; `None` removes it).
+
+    The ``process`` executor's workers share the cores among the jobs running at that moment,
+    so the last job of a run gets the cores the finished workers left idle.
+    """
+    global _budget_provider
+    _budget_provider = provider
+
+
 def thread_budget() -> int:
     """Return the threads a job in this process may use for its own parallel work.
 
     Tasks cap their FFT workers and thread pools with it, so that ``N`` worker processes on
-    ``C`` cores run ``C // N`` threads each instead of each taking every core. It is
-    ``$DIFFIM_THREADS`` when set to a positive integer (the ``process`` executor sets it in its
-    workers from `WorkerSetup.threads`), else the cores this process may run on.
+    ``C`` cores run ``C // N`` threads each instead of each taking every core. It is what a
+    provider set by the executor says (`set_thread_budget_provider`: in a ``process`` worker, the
+    cores divided by the jobs running now), else ``$DIFFIM_THREADS`` when set to a positive
+    integer (`WorkerSetup.threads`), else the cores this process may run on.
 
     Returns
     -------
     threads : `int`
         At least 1.
     """
+    if _budget_provider is not None:
+        try:
+            provided = int(_budget_provider())
+        except Exception:  # noqa: BLE001 - a failing provider falls back on the static share
+            provided = 0
+        if provided > 0:
+            return provided
     value = os.environ.get(THREAD_BUDGET_ENV, "")
     if value.isdigit() and int(value) > 0:
         return int(value)

@@ -74,6 +74,7 @@ from diffim.framework.executors import (
     WorkerSetup,
     execute_job,
     pinned_threads,
+    set_thread_budget_provider,
     warm_worker,
 )
 
@@ -201,7 +202,16 @@ def _init_process_worker(worker_setup: WorkerSetup, warm: Sequence[str], starts:
     global _slot_starts
     _slot_starts = starts
     atexit.register(_quick_exit)  # registered first, so it runs after the handlers of later imports
+    set_thread_budget_provider(_share_of_cores)
     warm_worker(warm, worker_setup)
+
+
+def _share_of_cores() -> int:
+    """The cores divided among the jobs running now in this pool (its slots with a start time)."""
+    if _slot_starts is None:
+        return 0
+    running = sum(1 for started in _slot_starts if started > 0.0)
+    return max(1, _usable_cores() // max(1, running))
 
 
 def _execute_in_slot(

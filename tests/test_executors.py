@@ -177,8 +177,9 @@ def test_process_workers_pin_blas_reload_debug_and_set_log_levels(pool: ProcessE
     for report in reports:
         assert [report[var] for var in BLAS_VARS] == ["1", "1", "1"]
         assert report["EXTRA"] == "yes"
-        # each of the 2 workers gets its share of the cores for its own thread pools
-        assert report["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+        # each job gets its share of the cores among the jobs running at that moment
+        cores = len(os.sched_getaffinity(0))
+        assert max(1, cores // 2) <= report["threads"] <= cores
         assert report["flag"] == "set by debug.py"  # the debug file was re-loaded in the worker
         assert report["level"] == logging.DEBUG
     assert debug_info(jobs.DEBUG_NAME).flag is False  # ... and not in this process
@@ -408,3 +409,22 @@ def test_task_thread_loops_are_capped_by_the_budget(monkeypatch: pytest.MonkeyPa
     assert parallel_threads(2) == 1
     monkeypatch.setenv(ex.THREAD_BUDGET_ENV, "8")
     assert parallel_threads(2) == 2 and parallel_threads(0) == 1
+
+
+def test_a_job_running_alone_in_the_pool_gets_every_core(pool: ProcessExecutor) -> None:
+    (alone,) = pool.map(jobs.probe, [0])
+    assert alone.value["threads"] == len(os.sched_getaffinity(0))
+
+
+def test_a_budget_provider_comes_first_and_a_failing_one_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ex.THREAD_BUDGET_ENV, "3")
+    try:
+        ex.set_thread_budget_provider(lambda: 5)
+        assert ex.thread_budget() == 5
+        ex.set_thread_budget_provider(lambda: 1 // 0)
+        assert ex.thread_budget() == 3
+        ex.set_thread_budget_provider(lambda: 0)
+        assert ex.thread_budget() == 3
+    finally:
+        ex.set_thread_budget_provider(None)
+    assert ex.thread_budget() == 3
