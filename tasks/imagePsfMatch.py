@@ -72,7 +72,7 @@ class DeconvolutionError(AlgorithmError):
 
 #: Modules a first subtraction imports lazily (see ImagePsfMatchTask.warm_up).
 _WARM_MODULES = (
-    "scipy.interpolate", "scipy.optimize", "scipy.sparse.csgraph", "scipy.spatial", "scipy.stats",
+    "scipy.interpolate", "scipy.optimize", "scipy.sparse.csgraph", "scipy.spatial",
     "astropy.table", "diffim.tasks.detection", "diffim.tasks.psf.estimate", "diffim.tasks.registration",
     "diffim.tasks.matching.diagnostics", "diffim.tasks.kernel.convolve",
 )

@@ -121,7 +121,8 @@ def _kstwo_sf_float32(d: np.ndarray, n: np.ndarray) -> np.ndarray:
     evaluated for all tests at once with the same formulas, which agrees with scipy's scalar
     evaluation to round-off (about 1e-16 absolute). Rounding to float32 hides that difference
     except within :data:`_ROUNDING_GUARD` of a float32 rounding boundary, where NaN sends the test
-    to scipy. Everything else (small ``n``, tiny or huge ``D``, Durbin's regime) is NaN too.
+    to scipy. Durbin's regime is evaluated by :func:`_durbin_cdf` with scipy's operations. Everything
+    else (small ``n``, tiny or huge ``D``, the boundaries between the methods) is NaN too.
     """
     out = np.full(d.size, np.nan)
     t = n * d
@@ -137,12 +138,77 @@ def _kstwo_sf_float32(d: np.ndarray, n: np.ndarray) -> np.ndarray:
     # (and of tiny sqrt(n) D, where scipy cuts the series short and its terms would underflow here)
     core = np.flatnonzero(common & (nd2 < 2.2) & (nd2 > 0.01) & away)
     if core.size:
-        sf = np.clip(1.0 - _pelz_good_cdf(n[core], d[core]), 0.0, 1.0)
-        low = (sf - _ROUNDING_GUARD).astype(np.float32)
-        high = (sf + _ROUNDING_GUARD).astype(np.float32)
-        safe = low == high
-        out[core[safe]] = np.clip(high[safe], 0.0, 1.0)
+        _set_if_safe(out, core, np.clip(1.0 - _pelz_good_cdf(n[core], d[core]), 0.0, 1.0))
+    # Durbin's matrix (n D^1.5 <= 1.4, n <= 100000), clear of the Pelz-Good boundary: a few tests
+    # a run, each a small matrix power; reproduced here so that no run has to import scipy.stats
+    with np.errstate(all="ignore"):
+        durbin = np.flatnonzero(common & (nd2 < 2.2) & (n <= 100000) & (n * d**1.5 <= 1.4 * (1.0 - 1e-9)))
+    if durbin.size:
+        cdf = np.array([_durbin_cdf(int(n[i]), float(d[i])) for i in durbin], dtype=float)
+        _set_if_safe(out, durbin, np.clip(1.0 - cdf, 0.0, 1.0))
     return out
+
+
+def _set_if_safe(out: np.ndarray, index: np.ndarray, sf: np.ndarray) -> None:
+    """``out[index] = float32(sf)`` where ``sf`` is not within the guard of a float32 rounding boundary."""
+    low = (sf - _ROUNDING_GUARD).astype(np.float32)
+    high = (sf + _ROUNDING_GUARD).astype(np.float32)
+    safe = low == high
+    out[index[safe]] = np.clip(high[safe], 0.0, 1.0)
+
+
+#: Scaling constants of scipy's Durbin-matrix evaluation (long double, as scipy's).
+_E128 = 128
+_EP128 = np.ldexp(np.longdouble(1), _E128)
+_EM128 = np.ldexp(np.longdouble(1), -_E128)
+
+
+def _durbin_cdf(n: int, d: float) -> float:
+    """Kolmogorov CDF ``Pr(D_n <= d)`` by Durbin's matrix (Marsaglia, Tsang & Wang 2003).
+
+    The operations of scipy's ``scipy.stats._ksstats._kolmogn_DMTW`` (BSD-3-Clause), in the same
+    order and precisions, for ``0.5 < n d`` and ``d < 1`` (the range this module calls it in).
+    """
+    nd = n * d
+    k = int(np.ceil(nd))
+    h = k - nd
+    m = 2 * k - 1
+    matrix = np.zeros([m, m])
+    intm = np.arange(1, m + 1)
+    v = 1.0 - h**intm
+    w = np.empty(m)
+    fac = 1.0
+    for j in intm:
+        w[j - 1] = fac
+        fac /= j
+        v[j - 1] *= fac
+    tt = max(2 * h - 1.0, 0) ** m - 2 * h**m
+    v[-1] = (1.0 + tt) * fac
+    for i in range(1, m):
+        matrix[i - 1 :, i] = w[: m - i + 1]
+    matrix[:, 0] = v
+    matrix[-1, :] = np.flip(v, axis=0)
+    power = np.eye(m)
+    nn, expnt, matrix_expnt = n, 0, 0
+    while nn > 0:
+        if nn % 2:
+            power = np.matmul(power, matrix)
+            expnt += matrix_expnt
+        matrix = np.matmul(matrix, matrix)
+        matrix_expnt *= 2
+        if np.abs(matrix[k - 1, k - 1]) > _EP128:
+            matrix /= _EP128
+            matrix_expnt += _E128
+        nn = nn // 2
+    p = power[k - 1, k - 1]
+    for i in range(1, n + 1):
+        p = i * p / n
+        if np.abs(p) < _EM128:
+            p *= _EP128
+            expnt -= _E128
+    if expnt != 0:
+        p = np.ldexp(p, expnt)
+    return float(np.clip(p, 0.0, 1.0))
 
 
 def _pelz_good_cdf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
