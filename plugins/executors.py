@@ -604,6 +604,11 @@ class DaskExecutor(Executor):
             "silence_logs": logging.ERROR,
         }
         options.update(self.cluster_options)
+        if self.worker_setup.threads is None and options["processes"] and options.get("n_workers"):
+            # each local worker's share of the cores for a job's own FFT workers and thread pools
+            self.worker_setup = dataclasses.replace(
+                self.worker_setup, threads=max(1, _usable_cores() // int(options["n_workers"]))
+            )
         if options["processes"] and "env" not in options:
             options["env"] = self.worker_setup.environ()  # set before the worker processes start
         self._cluster = distributed.LocalCluster(**options)

@@ -157,12 +157,14 @@ def test_dask_local_cluster_gives_the_same_results_on_prepared_workers(debug_fil
         assert sorted(seen) == list(range(len(SEEDS)))
         (report,) = [r.value for r in dask.map(jobs.probe, [0])]
         assert dask.describe() == {"executor": "dask", "processes": 1, "scheduler": None, "timeout": 2.0}
+        assert dask.worker_setup.threads == len(os.sched_getaffinity(0))  # the local worker's share of the cores
         # --timeout: enforced in the worker's thread; the worker is restarted for the next job
         late, after = dask.map(jobs.spin, [60.0, 0.0])
         # --fail-fast: one thread, so one job at a time: nothing starts after the failure
         fast = dask.map(jobs.compute, SEEDS, stop_when=lambda r: not r.ok)
     assert report["pid"] != os.getpid()
     assert (report["flag"], report["level"], report["OPENBLAS_NUM_THREADS"]) == ("set by debug.py", logging.DEBUG, "1")
+    assert report["threads"] == len(os.sched_getaffinity(0))  # one local worker: every core is its share
     assert late.timed_out and not late.ok and 2.0 <= late.seconds < 30
     assert late.error == "JobTimeout: the job ran longer than its time limit of 2 s (--timeout) and was stopped"
     assert after.ok and after.worker != late.worker  # a fresh worker process: no half-updated state
