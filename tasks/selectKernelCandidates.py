@@ -314,11 +314,11 @@ class SelectKernelCandidatesTask(Task):
                     exclude_mask_planes=("NO_DATA",), set_mask=False,
                 )
             if config.requireCounterpart or config.maxFluxRatioSigma > 0 or contaminants_needed:
-                ok, _, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
+                ok, match, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
                 keep &= ok
             if contaminants_needed:
                 fwhm = referenceFwhmPix if referenceFwhmPix is not None else sources.meta.get("fwhm")
-                contaminants = self._contaminants(sources, convolved_sources, variable, fwhm)
+                contaminants = self._contaminants(sources, convolved_sources, match, variable, fwhm)
             if config.rejectContaminatedStamps:
                 keep &= ~self._contaminated(sources, contaminants, keep, half)
                 counts["nUncontaminated"] = int(keep.sum())
@@ -361,7 +361,8 @@ class SelectKernelCandidatesTask(Task):
         return Struct(kernelSources=selected, sources=sources, convolvedSources=convolved_sources,
                       contaminants=contaminants)
 
-    def _contaminants(self, sources: Any, others: Any, variable: np.ndarray, fwhm: float | None) -> np.ndarray:
+    def _contaminants(self, sources: Any, others: Any, match: np.ndarray, variable: np.ndarray,
+                      fwhm: float | None) -> np.ndarray:
         """``(n, 2)`` positions of the sources that can contaminate a kernel stamp.
 
         A contaminant is a reference source flagged ``variable``, or a source of either catalog with
@@ -380,14 +381,12 @@ class SelectKernelCandidatesTask(Task):
         snr, other_snr = _snr(sources), _snr(others)
         # S/N in the other image per unit S/N in this one, from the matched sources
         scale = 1.0
-        if len(others) and positive.any():
-            dist, index = cKDTree(other_xy).query(xy, distance_upper_bound=config.counterpartRadiusPix)
-            matched = np.isfinite(dist) & positive & (snr > 0)
-            if matched.sum() >= 3:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    scale = float(np.nanmedian(other_snr[index[matched]] / snr[matched]))
-                if not (math.isfinite(scale) and scale > 0):
-                    scale = 1.0
+        matched = (match >= 0) & positive & (snr > 0)  # counterparts of _counterpart_cuts
+        if matched.sum() >= 3:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = float(np.nanmedian(other_snr[match[matched]] / snr[matched]))
+            if not (math.isfinite(scale) and scale > 0):
+                scale = 1.0
 
         def alone(points: np.ndarray, among: np.ndarray) -> np.ndarray:
             if not len(among):
@@ -425,8 +424,9 @@ class SelectKernelCandidatesTask(Task):
                           counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cuts 5 and 6: a counterpart in the other image, and a consistent flux ratio.
 
-        Returns the sources passing, those with a counterpart, and the variables among all matched
-        sources of S/N >= ``contaminantSnrMin`` (flux ratio ``maxFluxRatioSigma`` off the kept
+        Returns the sources passing, each source's counterpart (index into the positive sources of
+        ``others``, -1 for none), and the variables among all matched sources of S/N >=
+        ``contaminantSnrMin`` (flux ratio ``maxFluxRatioSigma`` off the kept
         sources' median), for the stamp contamination cut.
         """
         from scipy.spatial import cKDTree
@@ -461,7 +461,7 @@ class SelectKernelCandidatesTask(Task):
                 self.log.debug("Flux ratio cut: median %.4g, %d variable candidates rejected", median, int(bad.sum()))
                 variable = has & (_snr(sources) >= config.contaminantSnrMin) & (z > config.maxFluxRatioSigma)
         counts["nFluxRatio"] = int((keep & ok).sum())
-        return ok, has, variable
+        return ok, match, variable
 
     def _too_few_message(self, n: int, needed: int, counts: dict[str, int], half: int, detected: bool) -> str:
         config = self.config
