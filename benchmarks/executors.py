@@ -29,7 +29,7 @@ import statistics
 import time
 from typing import Any
 
-from diffim.framework.executors import JobResult
+from diffim.framework.worker import JobResult
 from diffim.plugins.executors import ProcessExecutor, SerialExecutor
 
 SIZE = 512

@@ -61,20 +61,52 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+# The public names of the sibling modules are re-exported here (they are part of this
+# module's API); their private helpers serve the manager below.
+from .plugin_deprecation import (
+    DEPRECATED_HOOKS,
+    HookDeprecation,
+    HookDeprecationWarning,
+    _warn_deprecated,
+    deprecate_hook,
+)
+from .plugin_errors import (
+    PluginError,
+    _astuple,
+    _close_matches,
+    _culprit,
+    _dist_label,
+    _fix_hint,
+    _one_line,
+)
+from .plugin_loading import (
+    BLOCK_ENV,
+    DISABLE_AUTOLOAD_ENV,
+    DISTRIBUTION,
+    HOOKSPEC_GROUP,
+    PLUGIN_GROUP,
+    PROJECT_NAME,
+    TRACE_ENV,
+    _entry_points,
+    _env_flag,
+    _Origin,
+    _origin_of,
+    _split_builtin,
+    autoload_enabled,
+)
+
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from importlib.metadata import Distribution, EntryPoint
     from pathlib import Path
-    from types import ModuleType, TracebackType
+    from types import ModuleType
 
     from .config import Registry
 
@@ -101,46 +133,10 @@ __all__ = [
     "reset_plugin_manager",
 ]
 
-#: pluggy project name; hook functions carry the ``diffim_`` prefix.
-PROJECT_NAME = "diffim"
-#: Distribution whose entry points count as built-in.
-DISTRIBUTION = "diffim"
-#: Entry-point group of plugin modules.
-PLUGIN_GROUP = "diffim"
-#: Entry-point group of hookspec modules contributed by domain packages.
-HOOKSPEC_GROUP = "diffim.hookspecs"
-#: Environment variable that turns off third-party entry-point loading.
-DISABLE_AUTOLOAD_ENV = "DIFFIM_DISABLE_PLUGIN_AUTOLOAD"
-#: Environment variable holding a comma-separated list of plugin names to block.
-BLOCK_ENV = "DIFFIM_BLOCK_PLUGINS"
-#: Environment variable that turns on hook-call tracing to stderr.
-TRACE_ENV = "DIFFIM_TRACE_PLUGINS"
-
 #: Marker for hook specifications (used by ``hookspecs`` modules).
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Marker for hook implementations (used by plugins).
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-_FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
-
-
-class PluginError(RuntimeError):
-    """A plugin could not be loaded, registered or failed inside a hook.
-
-    Parameters
-    ----------
-    msg : `str`
-        One-line message naming the plugin and the fix.
-    plugin : `str` or `None`, optional
-        Name of the culprit plugin, when known.
-    hook : `str` or `None`, optional
-        Name of the hook involved, when relevant.
-    """
-
-    def __init__(self, msg: str, *, plugin: str | None = None, hook: str | None = None) -> None:
-        super().__init__(msg)
-        self.plugin = plugin
-        self.hook = hook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,233 +161,6 @@ class PluginInfo:
     version: str | None
     hooks: list[str]
 
-
-class HookDeprecationWarning(DeprecationWarning):
-    """A plugin implements a deprecated hook, or a deprecated argument of a hook."""
-
-
-@dataclasses.dataclass(frozen=True)
-class HookDeprecation:
-    """A deprecated hook, or a deprecated argument of a hook (see `deprecate_hook`).
-
-    Attributes
-    ----------
-    hook : `str`
-        Hook name.
-    since : `str`
-        diffim version that deprecated it.
-    replacement : `str` or `None`
-        What to implement (or accept) instead, e.g. another hook's name.
-    removal : `str` or `None`
-        diffim version that removes it; `None` means the next minor release.
-    argument : `str` or `None`
-        The deprecated argument; `None` when the whole hook is deprecated.
-    """
-
-    hook: str
-    since: str
-    replacement: str | None = None
-    removal: str | None = None
-    argument: str | None = None
-
-    def message(self, plugin: str, origin: str) -> str:
-        """Return the one-line warning for ``plugin``.
-
-        Parameters
-        ----------
-        plugin : `str`
-            Plugin name.
-        origin : `str`
-            Where it comes from, e.g. ``"distribution 'diffim-x' 1.0"``.
-
-        Returns
-        -------
-        message : `str`
-        """
-        what = f"hook {self.hook!r}"
-        if self.argument is not None:
-            what += f" with argument {self.argument!r}"
-        removal = f"diffim {self.removal}" if self.removal else "the next minor release"
-        if self.replacement and self.argument is not None:
-            fix = f"take the argument {self.replacement!r} instead"
-        elif self.replacement:
-            fix = f"implement {self.replacement!r} instead"
-        elif self.argument is not None:
-            fix = f"drop the argument {self.argument!r} from the implementation"
-        else:
-            fix = "stop implementing it"
-        return (
-            f"plugin {plugin!r} from {origin} implements {what}, deprecated since diffim "
-            f"{self.since} and removed in {removal}; {fix}"
-        )
-
-
-#: Registry of deprecated hooks and hook arguments, by ``(hook, argument or None)``;
-#: filled by `deprecate_hook` (hookspec modules call it next to the spec).
-DEPRECATED_HOOKS: dict[tuple[str, str | None], HookDeprecation] = {}
-
-
-def deprecate_hook(
-    hook: str,
-    *,
-    since: str,
-    replacement: str | None = None,
-    removal: str | None = None,
-    argument: str | None = None,
-) -> HookDeprecation:
-    """Mark a hook, or one argument of it, as deprecated.
-
-    From then on, registering a plugin whose implementation of ``hook`` exists (or, with
-    ``argument``, accepts that argument) emits a `HookDeprecationWarning` naming the plugin,
-    the hook, ``since`` and ``replacement``. Plugins registered earlier are not warned.
-
-    Parameters
-    ----------
-    hook : `str`
-        Hook name (``diffim_`` prefix).
-    since : `str`
-        diffim version that deprecates it, e.g. ``"0.2"``.
-    replacement : `str`, optional
-        What plugins should implement instead (a hook name, or an argument name).
-    removal : `str`, optional
-        Version that removes it; default: the next minor release.
-    argument : `str`, optional
-        Deprecate only this argument of the hook.
-
-    Returns
-    -------
-    deprecation : `HookDeprecation`
-        The registered entry (replacing an earlier one for the same hook and argument).
-
-    Raises
-    ------
-    ValueError
-        If ``hook`` lacks the ``diffim_`` prefix or ``since`` is empty.
-
-    Examples
-    --------
-    >>> from diffim.framework.plugins import DEPRECATED_HOOKS, deprecate_hook
-    >>> deprecate_hook("diffim_old_hook", since="0.2", replacement="diffim_new_hook").removal is None
-    True
-    >>> del DEPRECATED_HOOKS["diffim_old_hook", None]
-    """
-    if not (isinstance(hook, str) and hook.startswith(f"{PROJECT_NAME}_")):
-        msg = f"cannot deprecate hook {hook!r}: hook names start with {PROJECT_NAME + '_'!r}"
-        raise ValueError(msg)
-    if not (isinstance(since, str) and since.strip()):
-        msg = f"deprecate_hook({hook!r}) needs the diffim version that deprecates it, got since={since!r}"
-        raise ValueError(msg)
-    deprecation = HookDeprecation(hook, since.strip(), replacement, removal, argument)
-    DEPRECATED_HOOKS[hook, argument] = deprecation
-    return deprecation
-
-
-def _warn_deprecated(impl: pluggy.HookImpl, deprecation: HookDeprecation, origin: str) -> None:
-    """Warn at the implementation's source line, so the warning points at the plugin's code."""
-    import inspect
-
-    function = inspect.unwrap(impl.function)
-    code = getattr(function, "__code__", None)
-    filename = code.co_filename if code is not None else "<unknown>"
-    lineno = code.co_firstlineno if code is not None else 0
-    module = sys.modules.get(getattr(function, "__module__", "") or "")
-    registry = vars(module).setdefault("__warningregistry__", {}) if module is not None else None
-    warnings.warn_explicit(
-        HookDeprecationWarning(deprecation.message(impl.plugin_name, origin)),
-        HookDeprecationWarning,
-        filename,
-        lineno,
-        module=getattr(function, "__module__", None),
-        registry=registry,
-    )
-
-
-def _env_flag(name: str) -> bool:
-    """Return whether environment variable ``name`` is set to a true-ish value."""
-    return os.environ.get(name, "").strip().lower() not in _FALSE_VALUES
-
-
-def autoload_enabled() -> bool:
-    """Return whether third-party plugins are loaded by default.
-
-    Returns
-    -------
-    enabled : `bool`
-        `False` when ``DIFFIM_DISABLE_PLUGIN_AUTOLOAD`` is set or when running under a test
-        suite that set ``sys._called_from_test`` (datasette's convention), `True` otherwise.
-    """
-    return not (_env_flag(DISABLE_AUTOLOAD_ENV) or getattr(sys, "_called_from_test", False))
-
-
-def _canonical_dist_name(name: str) -> str:
-    # PEP 503 normalisation, so "Diffim" or "diffim_x" compare equal to their spellings.
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _close_matches(word: str, candidates: list[str], n: int) -> list[str]:
-    # difflib only matters on error paths; keep it out of the import cost.
-    import difflib
-
-    return difflib.get_close_matches(word, candidates, n=n)
-
-
-def _one_line(text: str) -> str:
-    # Messages go to a one-line CLI error; exception texts may carry newlines.
-    return " ".join(text.split())
-
-
-def _dist_label(dist_name: str | None, version: str | None) -> str:
-    if dist_name is None:
-        return "no distribution (registered in-process)"
-    return f"distribution {dist_name!r} {version}"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Origin:
-    """Where a registered plugin came from."""
-
-    distribution: str
-    version: str
-
-    @property
-    def builtin(self) -> bool:
-        return _canonical_dist_name(self.distribution) == DISTRIBUTION
-
-
-def _origin_of(dist: Distribution) -> _Origin:
-    name = dist.metadata["Name"] or "unknown"
-    return _Origin(distribution=name, version=str(dist.version))
-
-
-def _entry_points(group: str) -> list[tuple[EntryPoint, Distribution]]:
-    """List ``(entry point, distribution)`` pairs of ``group`` in import-path order."""
-    # Looked up at call time so tests can monkeypatch importlib.metadata.distributions
-    # (pluggy's own test pattern).
-    import importlib.metadata
-
-    found = []
-    for dist in list(importlib.metadata.distributions()):
-        for ep in dist.entry_points:
-            if ep.group == group:
-                found.append((ep, dist))
-    return found
-
-
-def _split_builtin(
-    entries: list[tuple[EntryPoint, Distribution]],
-) -> tuple[list[tuple[EntryPoint, Distribution]], list[tuple[EntryPoint, Distribution]]]:
-    """Split entries into (diffim's own, third-party), keeping their order."""
-    builtin = [(ep, dist) for ep, dist in entries if _origin_of(dist).builtin]
-    external = [(ep, dist) for ep, dist in entries if not _origin_of(dist).builtin]
-    return builtin, external
-
-
-def _fix_hint(name: str, origin: _Origin | None) -> str:
-    if origin is None:
-        return "fix the plugin code"
-    if origin.builtin:
-        return f"this is a bug in diffim, please report it; set {BLOCK_ENV}={name} to skip it"
-    return f"fix: pip uninstall {origin.distribution}, or set {BLOCK_ENV}={name}"
 
 
 class DiffimPluginManager:
@@ -456,20 +225,24 @@ class DiffimPluginManager:
             return
         if autoload is None:
             autoload = autoload_enabled()
-        builtin_specs, external_specs = _split_builtin(_entry_points(HOOKSPEC_GROUP))
-        builtin_plugins, external_plugins = _split_builtin(_entry_points(PLUGIN_GROUP))
+        found = _entry_points(HOOKSPEC_GROUP, PLUGIN_GROUP)
+        builtin_specs, external_specs = _split_builtin(found[HOOKSPEC_GROUP])
+        builtin_plugins, external_plugins = _split_builtin(found[PLUGIN_GROUP])
         # All hookspecs first, so every plugin is verified against its spec at registration.
-        for ep, dist in builtin_specs + (external_specs if autoload else []):
-            self._load_hookspec_entry(ep, dist)
-        for ep, dist in (builtin_plugins if builtins else []) + (
+        for ep, dist, origin in builtin_specs + (external_specs if autoload else []):
+            self._load_hookspec_entry(ep, dist, origin)
+        for ep, dist, origin in (builtin_plugins if builtins else []) + (
             external_plugins if autoload else []
         ):
-            self._load_plugin_entry(ep, dist)
+            self._load_plugin_entry(ep, dist, origin)
         self.check_pending()
         self._loaded = True
 
-    def _load_hookspec_entry(self, ep: EntryPoint, dist: Distribution) -> None:
-        origin = _origin_of(dist)
+    def _load_hookspec_entry(
+        self, ep: EntryPoint, dist: Distribution, origin: _Origin | None = None
+    ) -> None:
+        if origin is None:
+            origin = _origin_of(dist)
         # Built-in hookspecs are essential: blocking them would orphan every implementation.
         if not origin.builtin and self.manager.is_blocked(ep.name):
             return
@@ -484,8 +257,13 @@ class DiffimPluginManager:
             )
             raise PluginError(msg, plugin=ep.name) from exc
 
-    def _load_plugin_entry(self, ep: EntryPoint, dist: Distribution) -> None:
-        origin = _origin_of(dist)
+    def _load_plugin_entry(
+        self, ep: EntryPoint, dist: Distribution, origin: _Origin | None = None
+    ) -> None:
+        # ``origin`` saves re-reading the distribution's METADATA; diffim.testing passes only
+        # ``(ep, dist)`` for a single entry point.
+        if origin is None:
+            origin = _origin_of(dist)
         if self.manager.is_blocked(ep.name):
             return
         existing = self._origins.get(ep.name)
@@ -923,31 +701,6 @@ class DiffimPluginManager:
             print(pformat(outcome.get_result(), width=40, indent=4), file=sys.stderr)
 
         return self.manager.add_hookcall_monitoring(before, after)
-
-
-def _astuple(origin: _Origin | None) -> tuple[str | None, str | None]:
-    return (origin.distribution, origin.version) if origin else (None, None)
-
-
-def _culprit(impls: Sequence[pluggy.HookImpl], tb: TracebackType | None) -> str:
-    """Name the plugin whose implementation raised, by matching traceback code objects."""
-    import inspect
-
-    owners: dict[object, str] = {}
-    for impl in impls:
-        function = inspect.unwrap(impl.function)
-        code = getattr(function, "__code__", None)
-        if code is not None:
-            owners[code] = impl.plugin_name
-    culprit = "unknown plugin"
-    # The innermost matching frame is where the failure happened; outer ones can be
-    # wrappers (wrapper=True) that the exception passed through.
-    while tb is not None:
-        owner = owners.get(tb.tb_frame.f_code)
-        if owner is not None:
-            culprit = owner
-        tb = tb.tb_next
-    return culprit
 
 
 # ---------------------------------------------------------------------- singleton

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 if TYPE_CHECKING:  # pragma: no cover
     from types import TracebackType
 
-    from .executors import JobResult
+    from .worker import JobResult
 
 __all__ = ["Progress", "progress"]
 

@@ -7,9 +7,9 @@ identical values whichever executor runs them).
 
 ``serial`` (default)
     Runs the jobs one after another in the launching process, which the launcher has already set
-    up (debug file, log levels), so the `~diffim.framework.executors.WorkerSetup` is not
+    up (debug file, log levels), so the `~diffim.framework.worker.WorkerSetup` is not
     re-applied, except its BLAS thread count, which is pinned while the jobs run
-    (`~diffim.framework.executors.pinned_threads`; results then match the other executors bit
+    (`~diffim.framework.threads.pinned_threads`; results then match the other executors bit
     for bit). ``processes`` may only be `None` or 1. It cannot enforce a ``timeout`` (a job
     runs in the caller's own thread): asking for one is an error that names the executors that
     can.
@@ -26,7 +26,7 @@ identical values whichever executor runs them).
     rest. The job function must be picklable by reference (a top-level function of an importable
     module); workers see the launcher's `sys.path`. `ProcessExecutor.start` starts the workers
     before the first `map` and warms their imports. With ``timeout``, a job that overruns gets
-    `~diffim.framework.executors.JobTimeout` raised in it (SIGALRM); if it has still not answered
+    `~diffim.framework.timelimit.JobTimeout` raised in it (SIGALRM); if it has still not answered
     ``kill_grace`` seconds later (stuck in C code), its worker is killed, the job is reported
     timed out and the jobs that were running beside it are run again on a fresh pool. An
     interrupted job may leave its worker's state half-updated (a cache, a half-done import), so
@@ -42,7 +42,7 @@ identical values whichever executor runs them).
     its first job (dask workers are not started by us); remote workers need diffim, the job
     function's module and the debug file at the same path. With a scheduler, ``processes`` is
     ignored: the cluster decides. A ``timeout`` is enforced inside the worker thread running
-    the job (an asynchronous `~diffim.framework.executors.JobTimeout`, effective when the job
+    the job (an asynchronous `~diffim.framework.timelimit.JobTimeout`, effective when the job
     next runs Python code); dask cannot kill a task stuck in C code. The worker of a job stopped
     that way is restarted (``Client.restart_workers``; it needs a nanny, as local clusters and
     ``dask worker`` have), since the interrupted job may have left its state half-updated. When
@@ -67,16 +67,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from diffim.framework.executors import (
-    Executor,
-    ExecutorError,
-    JobResult,
-    WorkerSetup,
-    execute_job,
-    pinned_threads,
-    set_thread_budget_provider,
-    warm_worker,
-)
+from diffim.framework.executors import Executor, ExecutorError
+from diffim.framework.threads import pinned_threads, set_thread_budget_provider
+from diffim.framework.worker import JobResult, WorkerSetup, execute_job, warm_worker
 
 if TYPE_CHECKING:  # pragma: no cover
     import concurrent.futures
@@ -310,7 +303,7 @@ class ProcessExecutor(Executor):
         Parameters
         ----------
         warm : sequence of `str`
-            Modules for `~diffim.framework.executors.warm_worker`.
+            Modules for `~diffim.framework.worker.warm_worker`.
         jobs : `int`, optional
             Number of jobs to come: no more than that many workers are started.
         """

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from diffim.framework.executors import pinned_threads, thread_budget
+from diffim.framework.threads import pinned_threads, thread_budget
 
 __all__ = ["parallel_threads", "with_blas_threads"]
 
@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def with_blas_threads(method: F) -> F:
-    """Run a task method under :class:`~diffim.framework.executors.pinned_threads` with its
+    """Run a task method under :class:`~diffim.framework.threads.pinned_threads` with its
     config's ``blasThreads`` (0 leaves the libraries' settings alone)."""
 
     @functools.wraps(method)
@@ -35,7 +35,7 @@ def parallel_threads(configured: int) -> int:
     """Threads for a task's own parallel loop: ``configured``, capped by the process's share.
 
     In a worker of ``diffim run -j N`` the share is the cores divided by ``N``
-    (:func:`~diffim.framework.executors.thread_budget`), so ``N`` jobs do not each start
+    (:func:`~diffim.framework.threads.thread_budget`), so ``N`` jobs do not each start
     ``configured`` threads on the same cores. The results do not depend on it.
     """
     return max(1, min(int(configured), thread_budget()))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from diffim.framework import executors as ex
+from diffim.framework import worker as worker_module
 from diffim.framework.debug import debug_info, reset_debug
 from diffim.framework.executors import (
     ExecutorError,
@@ -281,8 +282,8 @@ def clean_worker_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Let set-up run in this process (as on a dask worker), then undo it."""
     for var in (*ex.BLAS_THREAD_ENV_VARS, "DIFFIM_TEST_EXTRA"):
         monkeypatch.setenv(var, "7")
-    monkeypatch.setattr(ex, "_prepared", None)
-    monkeypatch.setattr(ex, "_prepare_error", None)
+    monkeypatch.setattr(worker_module, "_prepared", None)  # where prepare_worker keeps its state
+    monkeypatch.setattr(worker_module, "_prepare_error", None)
     logger = logging.getLogger(jobs.LOGGER_NAME)
     level = logger.level
     yield
@@ -430,3 +431,26 @@ def test_a_budget_provider_comes_first_and_a_failing_one_is_ignored(monkeypatch:
     finally:
         ex.set_thread_budget_provider(None)
     assert ex.thread_budget() == 3
+
+
+# --------------------------------------------------------------------------- module layout
+
+
+def test_names_defined_beside_the_executors_are_re_exported_unchanged() -> None:
+    from diffim.framework import progress as progress_module
+    from diffim.framework import threads, timelimit
+
+    homes = {
+        worker_module: ("JobResult", "WorkerSetup", "execute_job", "prepare_worker", "warm_worker"),
+        threads: ("BLAS_THREAD_ENV_VARS", "THREAD_BUDGET_ENV", "pinned_threads", "set_thread_budget_provider", "thread_budget"),
+        timelimit: ("JobTimeout",),
+        progress_module: ("Progress", "progress"),
+    }
+    for module, names in homes.items():
+        assert set(names) <= set(module.__all__), module.__name__
+        for name in names:
+            assert getattr(ex, name) is getattr(module, name), name
+    moved = {name for names in homes.values() for name in names}
+    assert set(ex.__all__) == moved | {"DEFAULT_EXECUTOR", "Executor", "ExecutorError", "executors", "get_executor"}
+    # spawned workers unpickle these by their defining module, which must import on its own
+    assert WorkerSetup.__module__ == JobResult.__module__ == "diffim.framework.worker"

@@ -48,6 +48,10 @@ class FakeDist:
 
     def __init__(self, name: str, version: str, entry_points: list[tuple[str, str, str]]) -> None:
         self.metadata = {"Name": name}
+        self.name = name
+        # importlib.metadata.entry_points() (called by pydantic's plugin loader when a test
+        # first imports pydantic meanwhile) de-duplicates distributions by this attribute
+        self._normalized_name = name.lower().replace("-", "_").replace(".", "_")
         self.version = version
         self.entry_points = [
             importlib.metadata.EntryPoint(name=ep_name, value=value, group=group)

@@ -237,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     code : `int`
         0 on success (failures raise launcher errors carrying their exit code).
     """
-    from ..executors import pinned_threads
+    from ..threads import pinned_threads
     from .runner import early_executor, run_command
 
     # BLAS pinned to one thread before any task imports numpy: serial and parallel runs then

@@ -39,8 +39,9 @@ from .errors import (
 from .jobs import ERROR_EXIT_CODES, JobSpec, run_job, utc_now
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..executors import Executor, JobResult, WorkerSetup
+    from ..executors import Executor
     from ..pipeline import Pipeline
+    from ..worker import JobResult, WorkerSetup
     from .plan import Plan
 
 __all__ = ["check_run_arguments", "choose_executor", "early_executor", "run_command", "run_plan"]
@@ -114,7 +115,7 @@ def check_run_arguments(args: argparse.Namespace) -> None:
 
 
 def worker_setup(debug_file: str | None, log_levels: Sequence[str], traces: Sequence[str]) -> WorkerSetup:
-    """The `~diffim.framework.executors.WorkerSetup` that makes workers log and debug as this process.
+    """The `~diffim.framework.worker.WorkerSetup` that makes workers log and debug as this process.
 
     Parameters
     ----------
@@ -125,10 +126,10 @@ def worker_setup(debug_file: str | None, log_levels: Sequence[str], traces: Sequ
 
     Returns
     -------
-    setup : `~diffim.framework.executors.WorkerSetup`
+    setup : `~diffim.framework.worker.WorkerSetup`
     """
-    from ..executors import WorkerSetup
     from ..plugins import get_plugin_manager
+    from ..worker import WorkerSetup
     from .logsetup import plugin_logger_names, worker_log_levels
 
     defaults = plugin_logger_names(get_plugin_manager())
@@ -428,7 +429,7 @@ def run_plan(
         The single job failed (exit code by error kind: 3, 4, 5 or 6), or some rows of a table
         failed or were not run (7; 6 when none succeeded).
     """
-    from ..executors import progress
+    from ..progress import progress
     from .outputs import write_run_record
 
     assert plan.outdir is not None
