@@ -6,29 +6,48 @@
 convolution direction by PSF widths (``mode``), kernel-source selection as a subtask, a fitted
 differential background, DMTN-021 decorrelation and difference-image QA.
 
+This module holds the task and the order of its steps; the steps' code lives in small modules
+(names defined here before are re-exported): the inputs' PSFs
+(``matching.psf_info``), the convolution direction (``matching.mode``), the basis's wing Gaussian
+(``matching.wing_gauss``), the kernel stamps (``matching.stamps``), the difference image
+(``difference_image``, ``difference_background``) and its QA (``difference_qa``).
+
 Debug name: ``diffim.tasks.imagePsfMatch`` (also ``lsst.ip.diffim.imagePsfMatch`` in a debug.py).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Annotated, Any, ClassVar
-
-import numpy as np
 
 from diffim.framework.config import Allowed, ConfigurableField, Field
 from diffim.framework.connections import Input, Output
 from diffim.framework.debug import debug_info
 from diffim.framework.struct import Struct
-from diffim.framework.task import AlgorithmError
 from diffim.framework.timing import timeMethod
 
-from .decorrelate import DecorrelateALKernelTask
 from .difference_background import REFIT_BAD_PLANES as _REFIT_BAD_PLANES  # noqa: F401 - re-exported for tests
 from .difference_background import evaluate as _evaluate  # noqa: F401 - re-exported for tests
-from .difference_background import refit_background as _refit_background
-from .difference_background import subtract_function as _subtract_function
-from .image import Exposure, Image, Mask, MaskedImage
+from .difference_background import refit_background as _refit_background  # noqa: F401 - re-exported for tests
+from .difference_background import subtract_function as _subtract_function  # noqa: F401 - re-exported for tests
+from .difference_image import science_units_difference
+from .difference_qa import associate as _associate  # noqa: F401 - its name before the split
+from .difference_qa import count_false_positives, detect_and_associate
+from .decorrelate import DecorrelateALKernelTask
+from .image import Exposure, MaskedImage
+from .matching.mode import DeconvolutionError, convolve_template
+from .matching.psf_info import (
+    FWHM_PER_SIGMA,  # noqa: F401 - re-exported
+    PsfInfo,
+    known_fwhm,
+    measure_psf,
+    psf_info,
+)
+from .matching.stamps import build_cell_set, contamination, stamp_half_size
+from .matching.wing_gauss import basis_and_sources, profile_beta
+from .matching.wing_gauss import has_wing_gauss as _has_wing_gauss  # noqa: F401 - its name before the split
+from .matching.wing_gauss import without_wing_gauss as _without_wing_gauss  # noqa: F401 - its name before the split
 from .psfMatch import NoKernelCandidatesError, PsfMatchTask, PsfMatchTaskConfig
 from .selectKernelCandidates import SelectKernelCandidatesTask
 from .threads import parallel_threads, with_blas_threads
@@ -41,8 +60,7 @@ __all__ = [
     "PsfInfo",
 ]
 
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-
+#: Allowed values of ``mode``, with their meaning.
 MODES = {
     "convolveTemplate": "always convolve the template to the science PSF (difference has the science PSF)",
     "convolveScience": "always convolve the science image to the template PSF (difference has the template PSF)",
@@ -52,7 +70,7 @@ MODES = {
     ),
 }
 
-
+#: Allowed values of ``convolutionVariance``, with their meaning.
 CONVOLUTION_VARIANCES = {
     "exact": "sum of K(x, y)^2 var per pixel with the spatially varying kernel (15 correlations for order 2)",
     "center": (
@@ -64,18 +82,6 @@ CONVOLUTION_VARIANCES = {
         "estimate (the matched image's variance then only reaches matchedExposure), else 'exact'"
     ),
 }
-
-
-class DeconvolutionError(AlgorithmError):
-    """The image to convolve has a much wider PSF than the other: matching would need deconvolution."""
-
-
-#: Modules a first subtraction imports lazily (see ImagePsfMatchTask.warm_up).
-_WARM_MODULES = (
-    "scipy.interpolate", "scipy.optimize", "scipy.sparse.csgraph", "scipy.spatial",
-    "astropy.table", "diffim.tasks.detection", "diffim.tasks.psf.estimate", "diffim.tasks.registration",
-    "diffim.tasks.matching.diagnostics", "diffim.tasks.kernel.convolve",
-)
 
 
 class ImagePsfMatchConfig(PsfMatchTaskConfig):
@@ -225,29 +231,12 @@ class ImagePsfMatchConfig(PsfMatchTaskConfig):
         self.kernel["AL"].alardSigGauss = [0.7, 1.5, 3.0, 6.0]
 
 
-def _has_wing_gauss(config: Any) -> bool:
-    """Whether an Alard-Lupton kernel config's basis ends with a degree-0 'wing' Gaussian."""
-    return (getattr(config, "kernelBasisSet", None) == "alard-lupton" and int(config.alardNGauss) > 1
-            and int(config.alardDegGauss[-1]) == 0)
-
-
-def _without_wing_gauss(config: Any) -> Any:
-    """A copy of ``config`` whose basis leaves out its last (wing) Gaussian."""
-    trimmed = config.copy()
-    trimmed.alardNGauss = int(config.alardNGauss) - 1
-    trimmed.alardDegGauss = list(config.alardDegGauss)[:-1]
-    trimmed.alardSigGauss = list(config.alardSigGauss)[:-1]
-    return trimmed
-
-
-class PsfInfo(Struct):
-    """What is known of one image's PSF.
-
-    Fields: ``fwhm`` (pixels), per-axis Gaussian-equivalent widths ``sigmaX``/``sigmaY``
-    (pixels, from the PSF's second moments), ``psf`` (model or None), ``origin`` ("given",
-    "psf", "estimated", "detection" or "unknown"), ``beta`` (Moffat index of the estimated
-    star stack's profile, None when not estimated).
-    """
+#: Modules a first subtraction imports lazily (see ImagePsfMatchTask.warm_up).
+_WARM_MODULES = (
+    "scipy.interpolate", "scipy.optimize", "scipy.sparse.csgraph", "scipy.spatial",
+    "astropy.table", "diffim.tasks.detection", "diffim.tasks.psf.estimate", "diffim.tasks.registration",
+    "diffim.tasks.matching.diagnostics", "diffim.tasks.kernel.convolve",
+)
 
 
 class ImagePsfMatchTask(PsfMatchTask):
@@ -580,46 +569,6 @@ class ImagePsfMatchTask(PsfMatchTask):
             check_registration(template, science, tolerance_pix=self.config.registrationTolerancePix)
         return template
 
-    def _psf_info(self, image: Exposure | MaskedImage, label: str, fwhm: float | None,
-                  detection: Struct | None = None) -> PsfInfo:
-        """FWHM and per-axis widths of ``image``'s PSF: given, from its model, or measured.
-
-        ``detection`` (from :meth:`_detect`) holds the image's background and sources for the
-        measurement; without it they are made here.
-        """
-        psf = image.psf if isinstance(image, Exposure) else None
-        cx, cy = image.getBBox().getCenter()
-        sigma_x = sigma_y = None
-        beta = None
-        origin = "given" if fwhm is not None else "unknown"
-        if psf is not None:
-            shape = psf.computeShape(cx, cy)
-            sigma_x, sigma_y = math.sqrt(shape.ixx), math.sqrt(shape.iyy)
-            if fwhm is None:
-                fwhm, origin = float(psf.computeFwhm(cx, cy)), "psf"
-        elif fwhm is None:
-            estimated = self._measure_psf(image, label, detection)
-            if estimated is not None:
-                psf, fwhm, origin, beta = estimated
-                if psf is not None:
-                    shape = psf.computeShape()
-                    sigma_x, sigma_y = math.sqrt(shape.ixx), math.sqrt(shape.iyy)
-        if fwhm is not None:
-            if not (math.isfinite(fwhm) and fwhm > 0):
-                msg = f"{label} PSF FWHM must be a finite number of pixels > 0, got {fwhm!r}"
-                raise ValueError(msg)
-            if sigma_x is None:
-                sigma_x = sigma_y = fwhm / FWHM_PER_SIGMA
-        return PsfInfo(fwhm=fwhm, sigmaX=sigma_x, sigmaY=sigma_y, psf=psf, origin=origin, beta=beta)
-
-    def _known_fwhm(self, image: Any, fwhm: float | None) -> float | None:
-        """The FWHM given, else the PSF model's at the image centre, else None (to be measured)."""
-        psf = image.psf if isinstance(image, Exposure) else None
-        if fwhm is None and psf is not None:
-            cx, cy = image.getBBox().getCenter()
-            fwhm = float(psf.computeFwhm(cx, cy))
-        return fwhm
-
     def _detect(self, image: Any, fwhm: float | None, *, background: Any = None) -> Struct:
         """Background and source catalog of an input image (``background`` reused when given).
 
@@ -638,93 +587,29 @@ class ImagePsfMatchTask(PsfMatchTask):
         )
         return Struct(sources=sources, background=background)
 
-    def _measure_psf(self, image: Any, label: str,
-                     detection: Struct | None = None) -> tuple[Any, float, str, float | None] | None:
-        """``(psf, fwhm, origin, beta)`` measured on an image without a PSF model, or None.
-
-        The star-stack estimate (:func:`~diffim.tasks.psf.estimate_psf`) first, relaxed to 3 stars
-        of S/N >= 20 for sparse images, then the detection's rough FWHM (~15 % high) as a last resort.
-        ``detection`` holds the image's ``background`` (a Background, made here when None).
-
-        On an image larger than ``1.5 × psfMeasurementBoxSize`` on both sides the stars come from
-        the central ``psfMeasurementBoxSize`` box first (where a PSF model is evaluated too, and a
-        quarter or less of the detection work), and from the whole image only if the box holds too
-        few usable stars.
-        """
-        from .detection import DetectionError, detect_sources, estimate_background
-        from .psf import PsfEstimationError, estimate_psf
-
-        background = detection.background if detection is not None else None
-        if background is None:
-            background = estimate_background(image)
-        regions: list[Any] = [None]
-        box = self._psf_measurement_box(image)
-        if box is not None:
-            regions.insert(0, box)
-        errors: list[str] = []
-        sources = None
-        for region in regions:
-            data = image if region is None else image[region]
-            bg = background if region is None else background.array[region.slices(image.getBBox().getMin())]
-            sources = detect_sources(
-                data, threshold=self.selectKernelCandidates.config.detectionThreshold, smooth_fwhm=None,
-                exclude_mask_planes=("NO_DATA",), background=bg, set_mask=False,
-            )
-            for options in ({}, {"min_stars": 3, "snr_min": 20.0}):
-                try:
-                    estimate = estimate_psf(data, sources=sources, background=bg, **options)
-                except PsfEstimationError as err:
-                    errors.append(str(err))
-                    continue
-                where = "" if region is None else f" in the central {region.width}x{region.height} box"
-                self.log.info("The %s image has no PSF: measured FWHM %.3f px from %d stars%s", label, estimate.fwhm,
-                              estimate.n_stars, where)
-                return estimate.psf, float(estimate.fwhm), "estimated", float(estimate.profile.beta)
-        try:
-            fwhm = float(sources.meta["fwhm"])  # the whole image's detection (the last region)
-        except (DetectionError, KeyError, TypeError, ValueError) as err:
-            errors.append(str(err))
-            fwhm = math.nan
-        if math.isfinite(fwhm) and fwhm > 0:
-            self.log.warning("The %s image has no PSF and too few stars to measure one (%s); using the detection's "
-                             "rough FWHM %.3f px", label, errors[-1], fwhm)
-            return None, fwhm, "detection", None
-        self.log.warning("The %s image has no PSF and none could be measured (%s)", label, "; ".join(errors))
-        return None
-
-    def _psf_measurement_box(self, image: Any) -> Any:
-        """The central box PSFs are measured in first, or None to use the whole image."""
-        from .image import Box2I
-
-        side = self.config.psfMeasurementBoxSize
-        bbox = image.getBBox()
-        if side == 0 or bbox.width < 1.5 * side or bbox.height < 1.5 * side:
-            return None
-        x0 = bbox.minX + (bbox.width - side) // 2
-        y0 = bbox.minY + (bbox.height - side) // 2
-        return Box2I((x0, y0), (side, side))
-
     def _prepare(self, template: Any, science: Any, templateFwhmPix: float | None,  # noqa: N803
                  scienceFwhmPix: float | None, convolveTemplate: bool | None,  # noqa: N803
                  candidateList: Any = None) -> Struct:  # noqa: N803
         """PSF information of both images, their detection catalogs and the convolution direction.
 
         Each image is detected at most once (background, sources), and only when something needs
-        it: a PSF to measure, the kernel-candidate selection (no ``candidateList``) or the QA
-        association (``doQa`` at the selection's threshold). Times go to the metadata keys
-        ``detectionDuration`` and ``psfEstimationDuration`` (both images).
+        it: a PSF to measure (:func:`~diffim.tasks.matching.psf_info.measure_psf`), the
+        kernel-candidate selection (no ``candidateList``) or the QA association (``doQa`` at the
+        selection's threshold). Times go to the metadata keys ``detectionDuration`` and
+        ``psfEstimationDuration`` (both images); the direction is chosen by
+        :func:`~diffim.tasks.matching.mode.convolve_template`.
         """
         import time
 
         from .detection import estimate_background
 
-        qa_reuses = self.config.doQa and (
-            self.config.qaDetectionThreshold == self.selectKernelCandidates.config.detectionThreshold)
+        sel_threshold = self.selectKernelCandidates.config.detectionThreshold
+        qa_reuses = self.config.doQa and self.config.qaDetectionThreshold == sel_threshold
         detections: dict[str, Struct] = {}
         infos: dict[str, PsfInfo] = {}
         spent = {"detection": 0.0, "psfEstimation": 0.0}
         for label, image, given in (("template", template, templateFwhmPix), ("science", science, scienceFwhmPix)):
-            fwhm = self._known_fwhm(image, given)
+            fwhm = known_fwhm(image, given)
             detection = None
             if fwhm is None:
                 # the PSF is measured on stars from a first detection (matched filter of a rough FWHM)
@@ -732,7 +617,9 @@ class ImagePsfMatchTask(PsfMatchTask):
                 detection = Struct(background=estimate_background(image))
                 spent["detection"] += time.perf_counter() - start
             start = time.perf_counter()
-            infos[label] = self._psf_info(image, label, given, detection)
+            measure = functools.partial(measure_psf, image, label, detection, threshold=sel_threshold,
+                                        box_size=self.config.psfMeasurementBoxSize, log=self.log)
+            infos[label] = psf_info(image, label, given, measure)
             spent["psfEstimation"] += time.perf_counter() - start
             if candidateList is None or qa_reuses:
                 # the catalog used downstream has the matched filter, apertures and isolation radius of
@@ -752,33 +639,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             self.metadata[key + "Source"] = info.origin
         mode = self.config.mode if convolveTemplate is None else (
             "convolveTemplate" if convolveTemplate else "convolveScience")
-        known = t_info.sigmaX is not None and s_info.sigmaX is not None
-        if mode == "auto":
-            if not known:
-                self.log.warning("PSF widths unknown: convolving the template (mode 'auto' needs both PSFs)")
-                conv_template = True
-            else:
-                conv_template = bool(t_info.sigmaX <= s_info.sigmaX or t_info.sigmaY <= s_info.sigmaY)
-        else:
-            conv_template = mode == "convolveTemplate"
-        if t_info.fwhm is not None and s_info.fwhm is not None:
-            target, reference = (t_info, s_info) if conv_template else (s_info, t_info)
-            ratio = target.fwhm / reference.fwhm
-            if ratio > self.config.maxDeconvolutionFwhmRatio:
-                if mode == "auto":
-                    self.log.info("Convolved PSF %.2f times wider than the other: convolving the other image", ratio)
-                    conv_template = not conv_template
-                else:
-                    conv_name, other = ("template", "science") if conv_template else ("science", "template")
-                    other_mode = "convolveScience" if conv_template else "convolveTemplate"
-                    msg = (
-                        f"mode={mode!r} convolves the {conv_name} image, whose PSF (FWHM {target.fwhm:.3g} px) is "
-                        f"{ratio:.3g} times wider than the {other} PSF (FWHM {reference.fwhm:.3g} px): the kernel would "
-                        f"have to deconvolve beyond what its basis can (maxDeconvolutionFwhmRatio="
-                        f"{self.config.maxDeconvolutionFwhmRatio!r}); set mode='auto' or mode={other_mode!r} to "
-                        f"convolve the {other} image instead"
-                    )
-                    raise DeconvolutionError(msg, ratio=ratio)
+        conv_template = convolve_template(mode, t_info, s_info, self.config.maxDeconvolutionFwhmRatio, self.log)
         chosen = "convolveTemplate" if conv_template else "convolveScience"
         self.metadata["mode"] = chosen
         self.metadata["convolvedExposure"] = "Template" if conv_template else "Science"
@@ -818,8 +679,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         sources = selection.kernelSources
         self.metadata["nKernelSources"] = len(sources)
         with self.timer("fit"):
-            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=stamp_half,
-                                          contaminants=self._contamination(selection, ref_info.fwhm, basis))
+            contaminants = contamination(selection, ref_info.fwhm, basis, self.selectKernelCandidates.config)
+            cell_set = self._buildCellSet(conv_mi, ref_mi, sources, kernelSize=stamp_half, contaminants=contaminants)
             _, kernel, background = self._solve(cell_set, basis)
             # drawn after the fit so the cells show which candidates were kept (GOOD) or rejected
             self._debug_display("imagePsfMatch.cells", maskedImage=ref_mi, cellSet=cell_set)
@@ -844,76 +705,29 @@ class ImagePsfMatchTask(PsfMatchTask):
                            select: Any) -> tuple[list[Any], Struct]:
         """The kernel basis and the kernel-source selection made for its stamps.
 
-        A configured basis ending with a degree-0 'wing' Gaussian keeps it only when the template
-        is convolved, the PSF of the image matched to has Moffat wings (``wingGaussMaxBeta``) and
-        at least ``wingGaussMinSources`` kernel sources are found with its larger stamps;
-        otherwise the basis without it is used (metadata ``ALWingGauss``). ``select(kernel_width)``
-        runs the selection for stamps fitting a kernel of that width. The ``ALBasis*`` and
-        ``ALKernelSize`` metadata describe the basis used.
+        See :func:`~diffim.tasks.matching.wing_gauss.basis_and_sources` (the wing Gaussian kept
+        per ``wingGaussMinSources`` and ``wingGaussMaxBeta``; metadata ``ALWingGauss``,
+        ``ALBasis*`` and ``ALKernelSize``). ``select(kernel_width)`` runs the selection for
+        stamps fitting a kernel of that width.
         """
-        from .kernel.bases import makeKernelBasisList
-
-        config = self.kConfig
-        basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm)
-        if not _has_wing_gauss(config):
-            makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
-            return basis, select(basis[0].getWidth())
-        selection = None
-        beta = self._profile_beta(ref_info) if convolve_template else None
-        if not convolve_template:
-            reason = "the science image is convolved"
-        elif beta is not None and not beta < self.config.wingGaussMaxBeta:
-            reason = (f"the PSF of the image matched to has no wings (Moffat index {beta:.3g} >= "
-                      f"wingGaussMaxBeta={self.config.wingGaussMaxBeta:g})")
-        else:
-            try:
-                selection = select(basis[0].getWidth())
-            except NoKernelCandidatesError:
-                pass  # the wing's larger stamps may be what leaves too few: try without it
-            reason = (f"{'too few' if selection is None else len(selection.kernelSources)} kernel sources, "
-                      f"fewer than wingGaussMinSources={self.config.wingGaussMinSources}")
-        keep = selection is not None and len(selection.kernelSources) >= self.config.wingGaussMinSources
-        if not keep:
-            config = _without_wing_gauss(config)
-            basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm)
-            self.log.info("Kernel basis without its wing Gaussian: %s", reason)
-            selection = select(basis[0].getWidth())
-        self.metadata["ALWingGauss"] = keep
-        makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm, metadata=self.metadata)
-        return basis, selection
+        return basis_and_sources(
+            self.kConfig, conv_info, ref_info, convolve_template, select,
+            min_sources=self.config.wingGaussMinSources, max_beta=self.config.wingGaussMaxBeta,
+            profile_beta=self._profile_beta, metadata=self.metadata, log=self.log,
+        )
 
     def _profile_beta(self, info: PsfInfo) -> float | None:
         """Moffat index of a PSF: the estimate's, else a profile fit to the model's image; None if unknown."""
-        if info.beta is not None:
-            return float(info.beta)
-        if info.psf is None:
-            return None
-        from .psf import fit_psf_profile
-
-        try:
-            image = info.psf.computeImage()
-            stamp = np.asarray(getattr(image, "array", image), dtype=float)
-            beta = float(fit_psf_profile(stamp).beta)
-        except Exception as err:  # noqa: BLE001 - a model we cannot fit keeps the default basis
-            self.log.debug("No Moffat fit of the PSF model (%s); keeping the wing Gaussian", err)
-            return None
-        info.beta = beta
-        return beta
+        return profile_beta(info, self.log)
 
     def _stamp_half_size(self, kernel_size: int, reference_fwhm: float | None) -> int:
         """Half-size of the candidates' stamps: half the kernel plus half the fitted region.
 
-        The region is ``2·ceil(fitRegionFwhmScaling·FWHM)+1`` pixels, clamped to
-        ``[kernelSizeMin + 2, kernelSize + 2]``; LSST's ``kernelSize`` (region ``kernelSize + 2``)
-        with ``fitRegionFwhmScaling`` 0 or an unknown FWHM. Metadata ``kernelStampSize`` and
-        ``kernelFitRegionSize`` record the sides used.
+        See :func:`~diffim.tasks.matching.stamps.stamp_half_size` (``fitRegionFwhmScaling``).
+        Metadata ``kernelStampSize`` and ``kernelFitRegionSize`` record the sides used.
         """
-        region = kernel_size + 2
-        scaling = self.config.fitRegionFwhmScaling
-        if scaling > 0 and reference_fwhm is not None and math.isfinite(reference_fwhm):
-            wanted = 2 * math.ceil(scaling * reference_fwhm) + 1
-            region = min(region, max(self.kConfig.kernelSizeMin + 2, wanted))
-        half = (kernel_size - 1) // 2 + (region - 1) // 2
+        half = stamp_half_size(kernel_size, reference_fwhm, self.config.fitRegionFwhmScaling,
+                               self.kConfig.kernelSizeMin)
         self.metadata["kernelStampSize"] = 2 * half + 1
         self.metadata["kernelFitRegionSize"] = 2 * half + 2 - kernel_size
         return half
@@ -924,17 +738,6 @@ class ImagePsfMatchTask(PsfMatchTask):
         if mode == "auto":
             return "center" if self.config.doDecorrelation else "exact"
         return mode
-
-    def _contamination(self, selection: Struct, reference_fwhm: float | None, basis: Any) -> Struct | None:
-        """What `_buildCellSet` needs to zero-weight contaminated pixels (None: nothing to do)."""
-        points = getattr(selection, "contaminants", None)
-        sel_config = self.selectKernelCandidates.config
-        if points is None or not len(points) or not sel_config.maskContaminants:
-            return None
-        fwhm = reference_fwhm if reference_fwhm is not None and math.isfinite(reference_fwhm) else 3.0
-        return Struct(points=np.asarray(points, dtype=float), radius=sel_config.contaminantRadiusFwhm * fwhm,
-                      skipRadius=sel_config.counterpartRadiusPix, kernelWidth=int(basis[0].getWidth()),
-                      maxFraction=sel_config.maxContaminatedFraction)
 
     def _buildCellSet(self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage,  # noqa: N802, N803
                       candidateList: Any, kernelSize: int | None = None, *,  # noqa: N803
@@ -957,45 +760,11 @@ class ImagePsfMatchTask(PsfMatchTask):
             ``maxFraction`` of its fitted region is left out. Metadata ``nContaminatedStamps`` and
             ``nContaminatedRejected`` count both.
         """
-        from .image import Box2I
-        from .matching.candidate import KernelCandidate
-        from .matching.cells import SpatialCellSet
-        from .matching.contamination import contaminated_pixels, mask_contaminated_pixels
-
         config = self.kConfig
-        # one frozen copy shared by every candidate (each would otherwise deep-copy the config)
-        shared = config.copy()
-        shared.freeze()
-        region = templateMaskedImage.getBBox().clippedTo(scienceMaskedImage.getBBox())
-        cell_set = SpatialCellSet(region, config.sizeCellX, config.sizeCellY)
         if kernelSize is None:
             kernelSize = int(getattr(candidateList, "meta", {}).get("kernelSize", config.kernelSize))
-        half = int(kernelSize)
-        side = 2 * half + 1
-        names = candidateList.colnames
-        rating_col = "rating" if "rating" in names else ("snr" if "snr" in names else None)
-        n_masked = n_rejected = 0
-        for row in candidateList:
-            x, y = float(row["x"]), float(row["y"])
-            bbox = Box2I((math.floor(x + 0.5) - half, math.floor(y + 0.5) - half), (side, side))
-            if not region.contains(bbox):
-                continue
-            rating = float(row[rating_col]) if rating_col is not None else 1.0
-            science_stamp = scienceMaskedImage[bbox]
-            if contaminants is not None:
-                hit = contaminated_pixels(bbox, contaminants.points, contaminants.radius, centre=(x, y),
-                                          skip_radius=contaminants.skipRadius)
-                if hit is not None:
-                    border = contaminants.kernelWidth // 2
-                    fitted = hit[border:side - border, border:side - border]
-                    if fitted.size == 0 or fitted.mean() > contaminants.maxFraction:
-                        n_rejected += 1
-                        continue
-                    science_stamp = mask_contaminated_pixels(science_stamp, hit)
-                    n_masked += 1
-            candidate = KernelCandidate(x, y, templateMaskedImage[bbox], science_stamp, shared,
-                                        source=row, rating=rating)
-            cell_set.insertCandidate(candidate)
+        cell_set, n_masked, n_rejected = build_cell_set(templateMaskedImage, scienceMaskedImage, candidateList,
+                                                        int(kernelSize), config, contaminants)
         if contaminants is not None:
             self.metadata["nContaminatedStamps"] = n_masked
             self.metadata["nContaminatedRejected"] = n_rejected
@@ -1008,39 +777,13 @@ class ImagePsfMatchTask(PsfMatchTask):
         Sets ``result.differenceBackground``: the background subtracted from the difference, in
         its units (a spatial function, or None when no background is subtracted).
         """
-        matched = result.matchedImage
-        bbox = science.getBBox()
-        with np.errstate(invalid="ignore"):
-            if result.convolveTemplate:
-                image = science.image.array - matched.image.array
-                variance = science.variance.array + matched.variance.array
-                mask = science.mask.array | matched.mask.array
-                factor = 1.0
-            else:
-                norm = result.kernelSum
-                if not (math.isfinite(norm) and norm > 0):
-                    msg = (
-                        f"the fitted kernel sum at the image centre is {norm!r}, so the convolved science image "
-                        "cannot be put back in science units; check the kernel sources or use mode='convolveTemplate'"
-                    )
-                    raise NoKernelCandidatesError(msg)
-                image = (matched.image.array - template.image.array) / norm
-                variance = (matched.variance.array + template.variance.array) / norm**2
-                mask = template.mask.array | matched.mask.array
-                factor = -1.0 / norm  # the fit's reference = K * convolved + bg: T - K*S = bg
-        result.differenceBackground = None
-        if self.kConfig.fitForBackground and self.config.doSubtractBackground:
-            fitted = result.backgroundModel
-            background = fitted.copy_with(np.asarray(fitted.getParameters()) * factor)
-            if self.config.doRefitBackground:
-                background = _refit_background(image, mask, variance, background, bbox, self.config.backgroundBinSize)
-            _subtract_function(image, background, bbox)
-            result.differenceBackground = background
-        dtype = science.image.dtype
-        xy0 = bbox.getMin()
+        subtract = self.kConfig.fitForBackground and self.config.doSubtractBackground
+        difference, result.differenceBackground = science_units_difference(
+            template, science, result, subtract_background=subtract, refit=self.config.doRefitBackground,
+            bin_size=self.config.backgroundBinSize,
+        )
         self.metadata["differenceUnits"] = "science"
-        return MaskedImage(Image(image.astype(dtype, copy=False), xy0=xy0), Mask(mask, xy0=xy0),
-                           Image(variance.astype(dtype, copy=False), xy0=xy0))
+        return difference
 
     def _decorrelate(self, difference: MaskedImage, template: Any, science: Any, result: Struct,
                      psf: Any = None) -> Struct:
@@ -1059,43 +802,21 @@ class ImagePsfMatchTask(PsfMatchTask):
     # ------------------------------------------------------------------ QA
     def _qa(self, difference: Any, template: Any, science: Any, result: Struct) -> Any:
         """Detect on the difference, associate with template and science sources, count."""
-        from .detection import detect_sources
-
-        info = result.psfInfo
-        ref_info = info.science if result.convolveTemplate else info.template
         threshold = self.config.qaDetectionThreshold
         with self.timer("qa"):
-            dia = detect_sources(difference, threshold=threshold, polarity="both", background=0.0,
-                                 smooth_fwhm=ref_info.fwhm)
-            # reuse the selection's catalogs (same threshold) when it has them
-            reused = {"science": result.referenceSources, "template": result.convolvedSources}
-            if not result.convolveTemplate:
-                reused = {"template": result.referenceSources, "science": result.convolvedSources}
-            if self.selectKernelCandidates.config.detectionThreshold != threshold:
-                reused = {}
-            catalogs = {}
-            for label, image, psf_info in (("template", template, info.template), ("science", science, info.science)):
-                catalog = reused.get(label)
-                if catalog is None:
-                    catalog = detect_sources(image, threshold=threshold, smooth_fwhm=psf_info.fwhm, set_mask=False)
-                catalogs[label] = catalog
-            radius = self.config.qaMatchRadiusPix
-            dia["refMatchId"] = _associate(dia, catalogs["template"], radius)
-            dia["srcMatchId"] = _associate(dia, catalogs["science"], radius)
-        counted = np.ones(len(dia), dtype=bool)
-        if self.config.qaIgnoreFlagged and len(dia):
-            for flag in ("flag_saturated", "flag_masked", "flag_edge"):
-                counted &= ~np.asarray(dia[flag], dtype=bool)
-        ref = (np.asarray(dia["refMatchId"]) > 0)[counted]
-        src = (np.asarray(dia["srcMatchId"]) > 0)[counted]
-        md = self.metadata
-        md["NFalsePositivesTotal"] = int(counted.sum())
-        md["NFalsePositivesRefAssociated"] = int(ref.sum())
-        md["NFalsePositivesSrcAssociated"] = int(src.sum())
-        md["NFalsePositivesUnassociated"] = int((~ref & ~src).sum())
+            dia = detect_and_associate(
+                difference, template, science, result, threshold=threshold,
+                reuse=self.selectKernelCandidates.config.detectionThreshold == threshold,
+                radius=self.config.qaMatchRadiusPix,
+            )
+        counts = count_false_positives(dia, self.config.qaIgnoreFlagged)
+        for key, value in counts.items():
+            self.metadata[key] = value
         self.log.info(
             "QA: %d sources at %.3g sigma in the difference (%d counted); %d near template sources, %d near science "
-            "sources, %d unassociated", len(dia), threshold, counted.sum(), ref.sum(), src.sum(), (~ref & ~src).sum(),
+            "sources, %d unassociated", len(dia), threshold, counts["NFalsePositivesTotal"],
+            counts["NFalsePositivesRefAssociated"], counts["NFalsePositivesSrcAssociated"],
+            counts["NFalsePositivesUnassociated"],
         )
         return dia
 
@@ -1110,19 +831,3 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     def _display_difference(self, **data: Any) -> None:
         self._debug_display("imagePsfMatch.difference", **data)
-
-
-def _associate(sources: Any, catalog: Any, radius: float) -> np.ndarray:
-    """Id (``id`` column, else row number + 1) of the nearest catalog source within ``radius``, else 0."""
-    from scipy.spatial import cKDTree
-
-    out = np.zeros(len(sources), dtype=np.int64)
-    if len(sources) == 0 or catalog is None or len(catalog) == 0:
-        return out
-    tree = cKDTree(np.column_stack([np.asarray(catalog["x"], float), np.asarray(catalog["y"], float)]))
-    dist, index = tree.query(np.column_stack([np.asarray(sources["x"], float), np.asarray(sources["y"], float)]),
-                             distance_upper_bound=radius)
-    hit = np.isfinite(dist)
-    ids = np.asarray(catalog["id"], dtype=np.int64) if "id" in catalog.colnames else np.arange(1, len(catalog) + 1)
-    out[hit] = ids[index[hit]]
-    return out
