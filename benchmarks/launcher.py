@@ -49,6 +49,15 @@ the command and its workers shows the work the parallel run duplicates (worker s
 other load on the machine does not change much. The machine must otherwise be idle for the
 wall-time figure to mean anything: the CPU time other processes took during each timed run
 (``/proc/stat`` minus ours) is shown, with a warning when it is not negligible.
+
+What bounds the speed-up: the steady-state job time (each worker's first job, which pays the
+imports and first-touch memory, left out) of the serial run against that of the parallel run
+gives the speed-up N workers would reach with no start-up and no idle tail. The serial run's
+jobs run their FFT stages on every core (``convolutionWorkers``) while a parallel job gets its
+share (one core of two), and two jobs side by side share the cache and memory bandwidth, so
+that bound is below N; ``--one-thread-serial`` adds the serial run with ``DIFFIM_THREADS=1``
+as a reference that separates the executor's own cost from the serial run's use of the
+other cores.
 """
 
 from __future__ import annotations
@@ -190,6 +199,7 @@ def run(repeat: int) -> dict[str, float]:
 BENCH = Path(os.environ.get("DIFFIM_BENCH_DIR", "/work/shared/bench"))
 N_PAIRS = 8
 TARGET_SPEEDUP = 1.7
+STEADY = "job time, steady state (median; each worker's first job left out)"
 
 
 def make_pairs(cache: Path, size: int, n: int = N_PAIRS) -> list[tuple[Path, Path]]:
@@ -257,6 +267,7 @@ def _timed_table_run(cmd: list[str], out: Path, env: dict[str, str]) -> dict[str
     record = json.loads((out / "run.json").read_text())
     jobs = record["jobs"]
     before = _epoch(record["start"]) - launched
+    steady, first, ends = _job_phases(jobs)
     return {
         "wall": wall,
         "before jobs (start-up, planning)": before,
@@ -264,12 +275,57 @@ def _timed_table_run(cmd: list[str], out: Path, env: dict[str, str]) -> dict[str
         "after jobs (records, shut-down, exit)": wall - before - float(record["seconds"]),
         "first job start after launch": min(_epoch(j["start"]) for j in jobs) - launched,
         "sum of job times": sum(float(j["seconds"]) for j in jobs),
+        STEADY: statistics.median(steady),
+        "job time, each worker's first job (mean)": statistics.mean(first),
+        "one worker idle at the end (first worker done to last)": max(ends) - min(ends),
         # the command and its workers (reaped before it exits): shows duplicated work, whatever the load
         "CPU time, all processes": (cpu := (after_cpu.ru_utime - before_cpu.ru_utime)
                                     + (after_cpu.ru_stime - before_cpu.ru_stime)),
         # what other processes of the machine took meanwhile: must be ~0 for a valid wall time
         "CPU time of other processes meanwhile": max(0.0, busy - cpu),
     }
+
+
+#: Streams 2 x 64 MB arrays (a += b) and prints GB/s: memory-bound like a subtraction's image passes.
+_STREAM = (
+    "import numpy as np, time\n"
+    "a = np.ones(8_000_000); b = np.ones(8_000_000)\n"
+    "for _ in range(3): a += b\n"
+    "t = time.perf_counter()\n"
+    "for _ in range(60): a += b\n"
+    "print(60 * 3 * a.nbytes / 1e9 / (time.perf_counter() - t))\n"
+)
+
+
+def memory_bandwidth(processes: int) -> dict[str, float]:
+    """Streaming bandwidth of one process alone and of each of ``processes`` running at once (GB/s).
+
+    Two jobs side by side share the cache and the memory bus: on a machine whose per-process
+    bandwidth drops when several stream at once, parallel jobs run slower than serial ones.
+    """
+
+    def streams(n: int) -> list[float]:
+        children = [subprocess.Popen([sys.executable, "-c", _STREAM], stdout=subprocess.PIPE, text=True)
+                    for _ in range(n)]
+        return [float(child.communicate()[0]) for child in children]
+
+    # medians of 5: the figure that held while the table ran, not the machine's best moment
+    alone = statistics.median(streams(1)[0] for _ in range(5))
+    together = statistics.median(statistics.mean(streams(processes)) for _ in range(5))
+    return {"one process (GB/s)": alone, f"each of {processes} at once (GB/s)": together}
+
+
+def _job_phases(jobs: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float]]:
+    """Job times after each worker's first, the first jobs' times, and each worker's end time."""
+    seen: set[str] = set()
+    steady, first = [], []
+    ends: dict[str, float] = {}
+    for job in sorted(jobs, key=lambda j: _epoch(j["start"])):
+        worker = str(job.get("worker", job.get("pid")))
+        (steady if worker in seen else first).append(float(job["seconds"]))
+        seen.add(worker)
+        ends[worker] = max(ends.get(worker, 0.0), _epoch(job["start"]) + float(job["seconds"]))
+    return steady or first, first, list(ends.values())
 
 
 def _different_outputs(a: Path, b: Path) -> list[str]:
@@ -294,7 +350,9 @@ def _different_outputs(a: Path, b: Path) -> list[str]:
     return differ
 
 
-def run_parallel(pairs_spec: str, rounds: int, processes: int, cache: Path | None) -> dict[str, Any]:
+def run_parallel(
+    pairs_spec: str, rounds: int, processes: int, cache: Path | None, *, one_thread: bool = False
+) -> dict[str, Any]:
     """Time serial against ``-j processes`` on a table of 8 pairs (see the module docstring).
 
     Parameters
@@ -307,6 +365,10 @@ def run_parallel(pairs_spec: str, rounds: int, processes: int, cache: Path | Non
         ``-j`` value.
     cache : `pathlib.Path` or `None`
         Where make_pair pairs are kept (default: a folder under the system temporary folder).
+    one_thread : `bool`, optional
+        Also time the serial run with ``DIFFIM_THREADS=1`` (every stage on one core), the
+        reference that separates the executor's own cost from the serial run's use of the
+        other cores.
 
     Returns
     -------
@@ -324,25 +386,33 @@ def run_parallel(pairs_spec: str, rounds: int, processes: int, cache: Path | Non
         what = f"{N_PAIRS} make_pair pairs of {size}²"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    bandwidth = memory_bandwidth(processes)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table = _write_table(folder / "pairs.csv", pairs)
         base = [*_diffim_script(), "run", "-t", "ImagePsfMatchTask", "--inputs-table", str(table),
                 "--log-level", "WARNING", *overrides]
-        commands = {"serial": base, f"-j {processes}": [*base, "-j", str(processes)]}
+        commands = {"serial": (base, env), f"-j {processes}": ([*base, "-j", str(processes)], env)}
+        if one_thread:
+            commands["serial, 1 thread"] = (base, {**env, "DIFFIM_THREADS": "1"})
         names = list(commands)
         # untimed: bytecode and file caches; and the two executors must give identical outputs
-        for name, cmd in commands.items():
-            _timed_table_run(cmd, folder / name.replace(" ", ""), env)
+        for name, (cmd, cmd_env) in list(commands.items())[:2]:
+            _timed_table_run(cmd, folder / name.replace(" ", ""), cmd_env)
         differ = _different_outputs(folder / "serial", folder / names[1].replace(" ", ""))
         timings: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         for index in range(rounds):
             for name in names if index % 2 == 0 else names[::-1]:
-                timings[name].append(_timed_table_run(commands[name], folder / "out", env))
+                cmd, cmd_env = commands[name]
+                timings[name].append(_timed_table_run(cmd, folder / "out", cmd_env))
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     walls = {name: [t["wall"] for t in values] for name, values in timings.items()}
     ratios = [s / p for s, p in zip(walls[names[0]], walls[names[1]], strict=True)]
     best = {name: min(values, key=lambda t: t["wall"]) for name, values in timings.items()}
+    steady = {name: statistics.median(t[STEADY] for t in values) for name, values in timings.items()}
+    extra = {}
+    if one_thread:
+        extra["speedup_over_one_thread_serial"] = best[names[2]]["wall"] / best[names[1]]["wall"]
     return {
         "pairs": what,
         "processes": processes,
@@ -352,6 +422,11 @@ def run_parallel(pairs_spec: str, rounds: int, processes: int, cache: Path | Non
         "speedup": best[names[0]]["wall"] / best[names[1]]["wall"],
         "speedup_median_of_rounds": statistics.median(ratios),
         "speedup_range": [min(ratios), max(ratios)],
+        # no start-up, no idle tail: N jobs at a time, each as long as next to N-1 others
+        "steady_state_job_seconds": steady,
+        "speedup_steady_state_bound": processes * steady[names[0]] / steady[names[1]],
+        **extra,
+        "memory_bandwidth": bandwidth,
         "outputs_identical": not differ,
         "outputs_differing": differ,
         "load_average_1min": [load_before, load_after],
@@ -361,23 +436,36 @@ def run_parallel(pairs_spec: str, rounds: int, processes: int, cache: Path | Non
 def print_parallel(report: dict[str, Any]) -> None:
     """Print `run_parallel`'s figures as Markdown."""
     names = list(report["best"])
-    print(f"\n## diffim run --inputs-table: {report['pairs']}, serial vs {names[1]} ({report['cores']} cores)\n")
-    print(f"| round | {names[0]} (s) | {names[1]} (s) | speed-up |\n|---|---|---|---|")
-    for i, (s, p) in enumerate(zip(report["rounds"][names[0]], report["rounds"][names[1]], strict=True)):
-        print(f"| {i + 1} | {s['wall']:.2f} | {p['wall']:.2f} | {s['wall'] / p['wall']:.2f}x |")
-    print(f"\n| phase (best round of each) | {names[0]} (s) | {names[1]} (s) |\n|---|---|---|")
-    for key in report["best"][names[0]]:
-        print(f"| {key} | {report['best'][names[0]][key]:.2f} | {report['best'][names[1]][key]:.2f} |")
+    serial, parallel = names[:2]
+    print(f"\n## diffim run --inputs-table: {report['pairs']}, serial vs {parallel} ({report['cores']} cores)\n")
+    heads = " | ".join(f"{name} (s)" for name in names)
+    print(f"| round | {heads} | speed-up |\n|---|{'---|' * len(names)}---|")
+    for i, row in enumerate(zip(*(report["rounds"][name] for name in names), strict=True)):
+        walls = " | ".join(f"{t['wall']:.2f}" for t in row)
+        print(f"| {i + 1} | {walls} | {row[0]['wall'] / row[1]['wall']:.2f}x |")
+    print(f"\n| phase (best round of each) | {heads} |\n|---|{'---|' * len(names)}")
+    for key in report["best"][serial]:
+        print(f"| {key} | " + " | ".join(f"{report['best'][name][key]:.2f}" for name in names) + " |")
     low, high = report["speedup_range"]
     identical = "identical" if report["outputs_identical"] else f"DIFFERENT: {report['outputs_differing'][:5]}"
     print(f"\noutputs of the two runs: {identical}")
     others = max(t["CPU time of other processes meanwhile"] for values in report["rounds"].values() for t in values)
-    walls = min(t["wall"] for values in report["rounds"].values() for t in values)
-    if others > 0.05 * walls:
+    walls_min = min(t["wall"] for values in report["rounds"].values() for t in values)
+    if others > 0.05 * walls_min:
         print(f"WARNING: other processes used up to {others:.1f} CPU-s during a timed run: -j {report['processes']} "
               "competed with them for the cores, so the wall times and speed-up do not measure the launcher; "
               "rerun on an idle machine")
-    print(f"speed-up of {names[1]} over serial, 8-row table, launch to exit (best/best): {report['speedup']:.2f}x "
+    steady = report["steady_state_job_seconds"]
+    print(f"steady state (medians over rounds): a job takes {steady[serial]:.2f} s in the serial run and "
+          f"{steady[parallel]:.2f} s next to another job: bound without start-up or idle tail "
+          f"{report['speedup_steady_state_bound']:.2f}x")
+    alone, together = report["memory_bandwidth"].values()
+    print(f"memory bandwidth (streaming): {alone:.1f} GB/s for one process, {together:.1f} GB/s each "
+          f"for {report['processes']} at once ({1 - together / alone:.0%} less)")
+    if "speedup_over_one_thread_serial" in report:
+        print(f"speed-up of {parallel} over the serial run on one thread (DIFFIM_THREADS=1, best/best): "
+              f"{report['speedup_over_one_thread_serial']:.2f}x")
+    print(f"speed-up of {parallel} over serial, 8-row table, launch to exit (best/best): {report['speedup']:.2f}x "
           f"(per-round median {report['speedup_median_of_rounds']:.2f}x, range {low:.2f}-{high:.2f}x; "
           f"target >= {TARGET_SPEEDUP}x)")
 
@@ -404,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="parallel table: timed rounds (default 3)")
     parser.add_argument("-j", "--processes", type=int, default=2, help="parallel table: -j value (default 2)")
     parser.add_argument("--cache", type=Path, help="parallel table: folder keeping the make_pair pairs")
+    parser.add_argument("--one-thread-serial", action="store_true",
+                        help="parallel table: also time the serial run with DIFFIM_THREADS=1 (reference)")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {}
     if args.only != "parallel":
@@ -413,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {key} | {value:.3f} |")
         print("\ntargets: --help <= 0.3 s (pipetask 1.5 s); run start-up <= 0.5 s (pipetask run 2.0 s)")
     if args.only != "startup":
-        report["parallel"] = run_parallel(args.pairs, args.rounds, args.processes, args.cache)
+        report["parallel"] = run_parallel(args.pairs, args.rounds, args.processes, args.cache,
+                                          one_thread=args.one_thread_serial)
         print_parallel(report["parallel"])
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
