@@ -230,7 +230,7 @@ class DiffimPluginManager:
         builtin_plugins, external_plugins = _split_builtin(found[PLUGIN_GROUP])
         # All hookspecs first, so every plugin is verified against its spec at registration.
         for ep, dist, origin in builtin_specs + (external_specs if autoload else []):
-            self._load_hookspec_entry(ep, dist, origin)
+            self._load_hookspec_entry(ep, origin)
         for ep, dist, origin in (builtin_plugins if builtins else []) + (
             external_plugins if autoload else []
         ):
@@ -238,11 +238,7 @@ class DiffimPluginManager:
         self.check_pending()
         self._loaded = True
 
-    def _load_hookspec_entry(
-        self, ep: EntryPoint, dist: Distribution, origin: _Origin | None = None
-    ) -> None:
-        if origin is None:
-            origin = _origin_of(dist)
+    def _load_hookspec_entry(self, ep: EntryPoint, origin: _Origin) -> None:
         # Built-in hookspecs are essential: blocking them would orphan every implementation.
         if not origin.builtin and self.manager.is_blocked(ep.name):
             return

@@ -17,20 +17,20 @@ This module imports only the standard library (``threadpoolctl`` loads when a li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
-
-if TYPE_CHECKING:  # pragma: no cover
-    from types import TracebackType
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 __all__ = [
     "BLAS_THREAD_ENV_VARS",
     "THREAD_BUDGET_ENV",
+    "environ",
     "pinned_threads",
     "set_thread_budget_provider",
     "thread_budget",
+    "usable_cores",
 ]
 
 #: Environment variables read by BLAS / OpenMP / numexpr libraries when they load.
@@ -60,6 +60,14 @@ def set_thread_budget_provider(provider: Callable[[], int] | None) -> None:
     _budget_provider = provider
 
 
+def usable_cores() -> int:
+    """Return the cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def thread_budget() -> int:
     """Return the threads a job in this process may use for its own parallel work.
 
@@ -85,20 +93,42 @@ def thread_budget() -> int:
     value = os.environ.get(THREAD_BUDGET_ENV, "")
     if value.isdigit() and int(value) > 0:
         return int(value)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def _limit_loaded_thread_pools(threads: int) -> Any:
-    """Limit thread pools of already loaded BLAS/OpenMP libraries; the limiter (to restore them)."""
+    """Limit the thread pools of BLAS/OpenMP libraries already loaded; the limiter, or `None`.
+
+    Nothing to limit before numpy or scipy is imported (the environment variables then apply),
+    so ``threadpoolctl`` is not even imported.
+    """
+    if not any(name in sys.modules for name in ("numpy", "scipy")):
+        return None
     import threadpoolctl
 
     return threadpoolctl.threadpool_limits(limits=threads)
 
 
-class pinned_threads:  # lower case: used like a function, ``with pinned_threads(1):``
+@contextlib.contextmanager
+def environ(extra: Mapping[str, str]) -> Iterator[None]:
+    """Set ``extra`` in this process's environment for the block, then restore what was there.
+
+    Not thread-safe by itself: callers that may run concurrently hold their own lock.
+    """
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
     """Context manager: pin BLAS/OpenMP threads of this process to ``threads``, then restore.
 
     Sets every `BLAS_THREAD_ENV_VARS` entry (read by BLAS libraries when they load: numpy
@@ -114,33 +144,13 @@ class pinned_threads:  # lower case: used like a function, ``with pinned_threads
     threads : `int` or `None`
         Threads allowed; `None` changes nothing.
     """
-
-    def __init__(self, threads: int | None) -> None:
-        self.threads = threads
-        self._saved: dict[str, str | None] = {}
-        self._limiter: Any = None
-
-    def __enter__(self) -> Self:
-        if self.threads is None:
-            return self
-        self._saved = {var: os.environ.get(var) for var in BLAS_THREAD_ENV_VARS}
-        os.environ.update(dict.fromkeys(BLAS_THREAD_ENV_VARS, str(self.threads)))
-        if any(name in sys.modules for name in ("numpy", "scipy")):  # BLAS may be loaded already
-            self._limiter = _limit_loaded_thread_pools(self.threads)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
-        for var, value in self._saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
-        self._saved = {}
+    if threads is None:
+        yield
+        return
+    with environ(dict.fromkeys(BLAS_THREAD_ENV_VARS, str(threads))):
+        limiter = _limit_loaded_thread_pools(threads)
+        try:
+            yield
+        finally:
+            if limiter is not None:
+                limiter.restore_original_limits()

@@ -180,7 +180,8 @@ class WorkerSetup:
     threads : `int` or `None`, optional
         Threads a job may use for its own parallel loops
         (`~diffim.framework.threads.thread_budget` in the worker); `None`: the executor's choice
-        (the ``process`` executor gives each of its ``N`` workers an equal share of the cores).
+        (the ``process`` executor shares the cores among the jobs running at each moment, a dask
+        local cluster gives each of its ``N`` workers an equal share).
     env : `dict` [`str`, `str`], optional
         Extra environment variables for the workers (set before they start when the executor
         starts them, and again by `apply`).
@@ -188,7 +189,8 @@ class WorkerSetup:
     Raises
     ------
     ValueError
-        If ``blas_threads`` is not a positive integer or `None`, or a log-level spec is malformed.
+        If ``blas_threads`` or ``threads`` is not a positive integer or `None`, or a log-level
+        spec is malformed.
     TypeError
         If ``log_levels`` is a string instead of a list of strings.
     """
@@ -200,17 +202,11 @@ class WorkerSetup:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        bad_threads = self.blas_threads is not None and (
-            isinstance(self.blas_threads, bool) or not isinstance(self.blas_threads, int) or self.blas_threads < 1
-        )
-        if bad_threads:
-            msg = f"WorkerSetup.blas_threads must be a positive integer or None, got {self.blas_threads!r}"
-            raise ValueError(msg)
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            msg = f"WorkerSetup.threads must be a positive integer or None, got {self.threads!r}"
-            raise ValueError(msg)
+        for name in ("blas_threads", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                msg = f"WorkerSetup.{name} must be a positive integer or None, got {value!r}"
+                raise ValueError(msg)
         if isinstance(self.log_levels, str):  # a single spec: a list of its characters is never meant
             msg = f"WorkerSetup.log_levels must be a list of specs, got the string {self.log_levels!r}; use [{self.log_levels!r}]"
             raise TypeError(msg)

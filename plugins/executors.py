@@ -68,7 +68,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from diffim.framework.executors import Executor, ExecutorError
-from diffim.framework.threads import pinned_threads, set_thread_budget_provider
+from diffim.framework.threads import (
+    environ,
+    pinned_threads,
+    set_thread_budget_provider,
+    usable_cores,
+)
 from diffim.framework.worker import JobResult, WorkerSetup, execute_job, warm_worker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,13 +82,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DaskExecutor", "ProcessExecutor", "SerialExecutor"]
 
 _log = logging.getLogger("diffim.run")
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------ serial
@@ -130,17 +128,8 @@ _environ_lock = threading.Lock()
 @contextlib.contextmanager
 def _environ(extra: Mapping[str, str]) -> Iterator[None]:
     """Temporarily set ``extra`` in this process's environment (inherited by started children)."""
-    with _environ_lock:
-        saved = {key: os.environ.get(key) for key in extra}
-        os.environ.update(extra)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with _environ_lock, environ(extra):
+        yield
 
 
 class _EnvSpawnProcess(multiprocessing.context.SpawnProcess):
@@ -204,7 +193,7 @@ def _share_of_cores() -> int:
     if _slot_starts is None:
         return 0
     running = sum(1 for started in _slot_starts if started > 0.0)
-    return max(1, _usable_cores() // max(1, running))
+    return max(1, usable_cores() // max(1, running))
 
 
 def _execute_in_slot(
@@ -286,7 +275,7 @@ class ProcessExecutor(Executor):
     ) -> None:
         super().__init__(processes=processes, worker_setup=worker_setup, timeout=timeout, **options)
         if self.processes is None:
-            self.processes = _usable_cores()
+            self.processes = usable_cores()
         if isinstance(kill_grace, bool) or not isinstance(kill_grace, int | float) or kill_grace < 0:
             msg = f"executor 'process': kill_grace must be a number of seconds >= 0, got {kill_grace!r}"
             raise ValueError(msg)
@@ -323,11 +312,8 @@ class ProcessExecutor(Executor):
             import concurrent.futures
 
             assert self.processes is not None  # resolved in __init__
-            if self.worker_setup.threads is None:
-                # each worker's share of the cores for its own FFT workers and thread pools
-                self.worker_setup = dataclasses.replace(
-                    self.worker_setup, threads=max(1, _usable_cores() // self.processes)
-                )
+            # no static thread share: each worker's budget is the cores among the jobs running
+            # now (_share_of_cores, installed by _init_process_worker)
             context = _EnvSpawnContext(self.worker_setup.environ())
             self._starts = context.Array("d", self.processes, lock=False)
             self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -600,7 +586,7 @@ class DaskExecutor(Executor):
         if self.worker_setup.threads is None and options["processes"] and options.get("n_workers"):
             # each local worker's share of the cores for a job's own FFT workers and thread pools
             self.worker_setup = dataclasses.replace(
-                self.worker_setup, threads=max(1, _usable_cores() // int(options["n_workers"]))
+                self.worker_setup, threads=max(1, usable_cores() // int(options["n_workers"]))
             )
         if options["processes"] and "env" not in options:
             options["env"] = self.worker_setup.environ()  # set before the worker processes start

@@ -118,6 +118,7 @@ class KernelSumVisitor(CandidateVisitor):
         self.kSums: list[float] = []
         self.kSumErrors: list[float] = []
         self.errorClipping = False
+        self._median: _LeaveOneOutMedian | None = None
         self.kSumMean = 0.0
         self.kSumStd = 0.0
         self.dkSumMax = 0.0
@@ -128,7 +129,7 @@ class KernelSumVisitor(CandidateVisitor):
         """A no-op, as in LSST: sums survive across visits until resetKernelSum()."""
 
     def _error_aware(self) -> bool:
-        return float(getattr(self.config, "maxKsumErrorSigma", 0.0) or 0.0) > 0
+        return self.config.maxKsumErrorSigma > 0
 
     def _ksum_error(self, candidate: Any) -> float:
         """The candidate's kernel-sum error, fit and systematic floor in quadrature (NaN if unknown)."""
@@ -136,7 +137,7 @@ class KernelSumVisitor(CandidateVisitor):
             fit = candidate.getKernelSolution(ORIG).getKsumError()
         except (AttributeError, KernelCandidateError, np.linalg.LinAlgError):
             return math.nan
-        floor = float(getattr(self.config, "ksumErrorFloor", 0.0)) * abs(candidate.getKsum(ORIG))
+        floor = self.config.ksumErrorFloor * abs(candidate.getKsum(ORIG))
         return math.hypot(fit, floor)
 
     def processCandidate(self, candidate: Any) -> None:
@@ -148,9 +149,10 @@ class KernelSumVisitor(CandidateVisitor):
             ksum = candidate.getKsum(ORIG)
             reject = abs(ksum - self.kSumMean) > self.dkSumMax
             if not reject and self.errorClipping:
+                assert self._median is not None  # built with errorClipping
                 error = self._ksum_error(candidate)
                 # the others' weighted median: a precise outlier would pull a median taken with it
-                centre = _weighted_median(self.kSums, self.kSumErrors, leave_out=(ksum, error))
+                centre = self._median.without(ksum, error)
                 reject = (math.isfinite(error) and math.isfinite(centre)
                           and abs(ksum - centre) > self.config.maxKsumErrorSigma * error)
             if reject:
@@ -173,27 +175,35 @@ class KernelSumVisitor(CandidateVisitor):
         self.dkSumMax = max(self.config.maxKsumSigma * self.kSumStd, KSUM_RELATIVE_FLOOR * abs(self.kSumMean))
         self.kSumNpts = len(self.kSums)
         n_errors = int(np.count_nonzero(np.isfinite(self.kSumErrors))) if self.kSumErrors else 0
-        self.errorClipping = self._error_aware() and n_errors >= int(getattr(self.config, "ksumErrorMinCandidates", 2))
+        self.errorClipping = self._error_aware() and n_errors >= self.config.ksumErrorMinCandidates
+        self._median = _LeaveOneOutMedian(self.kSums, self.kSumErrors) if self.errorClipping else None
 
 
-def _weighted_median(values: list[float], errors: list[float], leave_out: tuple[float, float] | None = None) -> float:
-    """Median of ``values`` weighted by ``1/errors²`` (NaN errors left out; NaN if none is left).
+class _LeaveOneOutMedian:
+    """Medians of ``values`` weighted by ``1/errors²``, each without one of them (sorted once).
 
-    ``leave_out`` is one ``(value, error)`` pair left out of the median (the candidate judged).
+    NaN errors and values are left out; the median is NaN when none is left.
     """
-    v = np.asarray(values, dtype=float)
-    e = np.asarray(errors, dtype=float)
-    ok = np.isfinite(v) & np.isfinite(e) & (e > 0)
-    if leave_out is not None:
-        same = np.flatnonzero(ok & (v == leave_out[0]) & (e == leave_out[1]))
-        if same.size:
-            ok[same[0]] = False
-    if not ok.any():
-        return math.nan
-    order = np.argsort(v[ok], kind="stable")
-    sorted_v = v[ok][order]
-    cumulative = np.cumsum(1.0 / e[ok][order] ** 2)
-    return float(sorted_v[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+    def __init__(self, values: list[float], errors: list[float]) -> None:
+        v = np.asarray(values, dtype=float)
+        e = np.asarray(errors, dtype=float)
+        ok = np.isfinite(v) & np.isfinite(e) & (e > 0)
+        order = np.argsort(v[ok], kind="stable")
+        self.values = v[ok][order]
+        self.errors = e[ok][order]
+        self.weights = 1.0 / self.errors**2
+
+    def without(self, value: float, error: float) -> float:
+        """The weighted median of the others: one ``(value, error)`` pair (the candidate judged) left out."""
+        values, weights = self.values, self.weights
+        same = np.flatnonzero((values == value) & (self.errors == error))
+        if same.size:  # the rest stays sorted: no new sort per candidate
+            values, weights = np.delete(values, same[0]), np.delete(weights, same[0])
+        if not values.size:
+            return math.nan
+        cumulative = np.cumsum(weights)
+        return float(values[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
 class KernelPcaVisitor(CandidateVisitor):

@@ -32,22 +32,13 @@ from .difference_background import evaluate as _evaluate  # noqa: F401 - re-expo
 from .difference_background import refit_background as _refit_background  # noqa: F401 - re-exported for tests
 from .difference_background import subtract_function as _subtract_function  # noqa: F401 - re-exported for tests
 from .difference_image import science_units_difference
-from .difference_qa import associate as _associate  # noqa: F401 - its name before the split
 from .difference_qa import count_false_positives, detect_and_associate
 from .decorrelate import DecorrelateALKernelTask
 from .image import Exposure, MaskedImage
 from .matching.mode import DeconvolutionError, convolve_template
-from .matching.psf_info import (
-    FWHM_PER_SIGMA,  # noqa: F401 - re-exported
-    PsfInfo,
-    known_fwhm,
-    measure_psf,
-    psf_info,
-)
+from .matching.psf_info import PsfInfo, known_fwhm, measure_psf, psf_info
 from .matching.stamps import build_cell_set, contamination, stamp_half_size
 from .matching.wing_gauss import basis_and_sources, profile_beta
-from .matching.wing_gauss import has_wing_gauss as _has_wing_gauss  # noqa: F401 - its name before the split
-from .matching.wing_gauss import without_wing_gauss as _without_wing_gauss  # noqa: F401 - its name before the split
 from .psfMatch import NoKernelCandidatesError, PsfMatchTask, PsfMatchTaskConfig
 from .selectKernelCandidates import SelectKernelCandidatesTask
 from .threads import parallel_threads, with_blas_threads
@@ -346,7 +337,6 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     # ------------------------------------------------------------------ public API (LSST names)
     @timeMethod
-    @with_blas_threads
     def run(self, template: Exposure, science: Exposure) -> Struct:
         """Match and subtract: ``subtractExposures(template, science)`` (the launcher's entry point)."""
         return self.subtractExposures(template, science)
@@ -713,7 +703,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         return basis_and_sources(
             self.kConfig, conv_info, ref_info, convolve_template, select,
             min_sources=self.config.wingGaussMinSources, max_beta=self.config.wingGaussMaxBeta,
-            profile_beta=self._profile_beta, metadata=self.metadata, log=self.log,
+            metadata=self.metadata, log=self.log,
         )
 
     def _profile_beta(self, info: PsfInfo) -> float | None:

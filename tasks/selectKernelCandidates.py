@@ -314,11 +314,11 @@ class SelectKernelCandidatesTask(Task):
                     exclude_mask_planes=("NO_DATA",), set_mask=False,
                 )
             if config.requireCounterpart or config.maxFluxRatioSigma > 0 or contaminants_needed:
-                ok, match, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
+                ok, match, nearest, variable = self._counterpart_cuts(sources, convolved_sources, keep, counts)
                 keep &= ok
             if contaminants_needed:
                 fwhm = referenceFwhmPix if referenceFwhmPix is not None else sources.meta.get("fwhm")
-                contaminants = self._contaminants(sources, convolved_sources, match, variable, fwhm)
+                contaminants = self._contaminants(sources, convolved_sources, match, nearest, variable, fwhm)
             if config.rejectContaminatedStamps:
                 keep &= ~self._contaminated(sources, contaminants, keep, half)
                 counts["nUncontaminated"] = int(keep.sum())
@@ -361,8 +361,8 @@ class SelectKernelCandidatesTask(Task):
         return Struct(kernelSources=selected, sources=sources, convolvedSources=convolved_sources,
                       contaminants=contaminants)
 
-    def _contaminants(self, sources: Any, others: Any, match: np.ndarray, variable: np.ndarray,
-                      fwhm: float | None) -> np.ndarray:
+    def _contaminants(self, sources: Any, others: Any, match: np.ndarray, nearest: np.ndarray,
+                      variable: np.ndarray, fwhm: float | None) -> np.ndarray:
         """``(n, 2)`` positions of the sources that can contaminate a kernel stamp.
 
         A contaminant is a reference source flagged ``variable``, or a source of either catalog with
@@ -370,6 +370,7 @@ class SelectKernelCandidatesTask(Task):
         have been found there: its S/N scaled to the other image (by the median S/N ratio of the
         matched sources) is at least ``contaminantSnrMin``. Faint stars seen only in the deeper
         image, and blends split differently by the two detections, are not contaminants.
+        ``match`` and ``nearest`` are `_counterpart_cuts`'s counterparts and nearest distances.
         """
         from scipy.spatial import cKDTree
 
@@ -388,18 +389,16 @@ class SelectKernelCandidatesTask(Task):
             if not (math.isfinite(scale) and scale > 0):
                 scale = 1.0
 
-        def alone(points: np.ndarray, among: np.ndarray) -> np.ndarray:
-            if not len(among):
-                return np.ones(len(points), dtype=bool)
-            dist, _ = cKDTree(among).query(points, distance_upper_bound=radius)
-            return ~np.isfinite(dist)
-
         suspects = [xy[variable]]
         if positive.any():
-            lonely = positive & alone(xy, other_xy) & (snr * scale >= config.contaminantSnrMin)
+            lonely = positive & ~(nearest < radius) & (snr * scale >= config.contaminantSnrMin)
             suspects.append(xy[lonely])
         if len(others):
-            lonely = alone(other_xy, xy[positive]) & (other_snr / scale >= config.contaminantSnrMin)
+            alone = np.ones(len(others), dtype=bool)
+            if positive.any():
+                dist, _ = cKDTree(xy[positive]).query(other_xy, distance_upper_bound=radius)
+                alone = ~np.isfinite(dist)
+            lonely = alone & (other_snr / scale >= config.contaminantSnrMin)
             suspects.append(other_xy[lonely])
         return np.concatenate(suspects).reshape(-1, 2)
 
@@ -421,11 +420,12 @@ class SelectKernelCandidatesTask(Task):
         return bad
 
     def _counterpart_cuts(self, sources: Any, others: Any, keep: np.ndarray,
-                          counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Cuts 5 and 6: a counterpart in the other image, and a consistent flux ratio.
 
         Returns the sources passing, each source's counterpart (index into the positive sources of
-        ``others``, -1 for none), and the variables among all matched sources of S/N >=
+        ``others``, -1 for none), the distance to its nearest positive source of ``others`` (inf
+        for none), and the variables among all matched sources of S/N >=
         ``contaminantSnrMin`` (flux ratio ``maxFluxRatioSigma`` off the kept
         sources' median), for the stamp contamination cut.
         """
@@ -435,10 +435,11 @@ class SelectKernelCandidatesTask(Task):
         ok = np.ones(len(sources), dtype=bool)
         variable = np.zeros(len(sources), dtype=bool)
         match = np.full(len(sources), -1, dtype=np.int64)
+        nearest = np.full(len(sources), np.inf)
         others = others[~np.asarray(others["negative"], dtype=bool)] if len(others) else others
         if len(others) and len(sources):
-            dist, index = cKDTree(_xy(others)).query(_xy(sources), distance_upper_bound=config.counterpartRadiusPix)
-            found = np.isfinite(dist)
+            nearest, index = cKDTree(_xy(others)).query(_xy(sources))
+            found = nearest < config.counterpartRadiusPix  # strict, as cKDTree's distance_upper_bound
             match[found] = index[found]
         has = match >= 0
         if config.requireCounterpart:
@@ -461,7 +462,7 @@ class SelectKernelCandidatesTask(Task):
                 self.log.debug("Flux ratio cut: median %.4g, %d variable candidates rejected", median, int(bad.sum()))
                 variable = has & (_snr(sources) >= config.contaminantSnrMin) & (z > config.maxFluxRatioSigma)
         counts["nFluxRatio"] = int((keep & ok).sum())
-        return ok, match, variable
+        return ok, match, nearest, variable
 
     def _too_few_message(self, n: int, needed: int, counts: dict[str, int], half: int, detected: bool) -> str:
         config = self.config

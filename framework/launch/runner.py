@@ -211,8 +211,7 @@ def early_executor(args: argparse.Namespace, debug_file: str | None) -> Iterator
         options = _executor_options(args)
         with contextlib.suppress(Exception):  # e.g. an unknown executor: reported later, in order
             setup = worker_setup(debug_file, args.log_levels, args.traces)
-            executor = _executor(options["name"], options["processes"], options["scheduler"], setup,
-                                 options["timeout"])
+            executor = _executor(options, setup)
         if executor is not None:
             executor.start([*WARM_MODULES, *_named_task_warm_ups(args)], jobs=_count_jobs(args.inputs_table))
     try:
@@ -284,7 +283,7 @@ def run_command(
         getattr(args, "command_argv", []), get_plugin_manager(), executor=options,
         pipeline={label: task.class_path for label, task in pipeline.tasks.items()},
     )
-    header["fail_fast"] = bool(getattr(args, "fail_fast", False))
+    fail_fast = header["fail_fast"] = bool(getattr(args, "fail_fast", False))
     plan = make_plan(pipeline, inputs=parse_input_args(args.inputs), outdir=outdir, table=table,
                      header=header if table is not None else None)
     if args.resume:
@@ -297,8 +296,7 @@ def run_command(
         return 0
     assert outdir is not None
     return run_plan(plan, header, options, debug_file=debug_file, log_levels=args.log_levels,
-                    traces=args.traces, log_handler=log_handler, pool=executor,
-                    fail_fast=bool(getattr(args, "fail_fast", False)))
+                    traces=args.traces, log_handler=log_handler, pool=executor, fail_fast=fail_fast)
 
 
 def _skipped_record(job: JobSpec) -> dict[str, Any]:
@@ -369,16 +367,16 @@ def _copy_remote_log(record: Mapping[str, Any], handler: logging.Handler | None)
             handler.release()
 
 
-def _executor(
-    name: str, processes: int | None, scheduler: str | None, setup: Any, timeout: float | None = None
-) -> Executor:
+def _executor(executor: Mapping[str, Any], setup: Any) -> Executor:
+    """The executor named by `_executor_options`'s ``executor`` mapping, workers set up by ``setup``."""
     from ..executors import get_executor
 
-    options: dict[str, Any] = {"processes": processes, "worker_setup": setup}
-    if scheduler:
-        options["scheduler"] = scheduler
-    if timeout is not None:
-        options["timeout"] = timeout
+    name = executor["name"]
+    options: dict[str, Any] = {"processes": executor.get("processes"), "worker_setup": setup}
+    if executor.get("scheduler"):
+        options["scheduler"] = executor["scheduler"]
+    if executor.get("timeout") is not None:
+        options["timeout"] = executor["timeout"]
     try:
         return get_executor(name, **options)
     except (TypeError, ValueError) as err:
@@ -445,8 +443,7 @@ def run_plan(
         _log.warning("job %s failed: %s", plan.jobs[index].id, plan.failed[index]["error"])
     if pool is None:
         setup = worker_setup(debug_file, log_levels or [], traces or [])
-        pool = _executor(executor["name"], executor.get("processes"), executor.get("scheduler"), setup,
-                         executor.get("timeout"))
+        pool = _executor(executor, setup)
     if fail_fast and plan.failed:  # a row already failed while planning: start nothing
         first = plan.jobs[min(plan.failed)].id
         for job in to_run:

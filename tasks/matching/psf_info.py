@@ -16,10 +16,9 @@ from typing import Any
 from diffim.framework.struct import Struct
 
 from ..image import Exposure, MaskedImage
+from ..psf.measure import FWHM_PER_SIGMA
 
-__all__ = ["FWHM_PER_SIGMA", "PsfInfo", "known_fwhm", "measure_psf", "psf_info", "psf_measurement_box"]
-
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+__all__ = ["PsfInfo", "known_fwhm", "measure_psf", "psf_info", "psf_measurement_box"]
 
 
 class PsfInfo(Struct):

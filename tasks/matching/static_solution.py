@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..image import Box2I, Image, MaskedImage
 from ..kernel import Kernel, LinearCombinationKernel
 from ..kernel.kernels import basis_image_stack, cached_by_identity
-from .linalg import SolvedBy
+from .linalg import SolvedBy, solve_system
 from .solution_base import KernelSolution, KernelSolutionError
 
 __all__ = ["StaticKernelSolution"]
@@ -263,7 +263,7 @@ class StaticKernelSolution(KernelSolution):
             sums = np.zeros(m.shape[0])
             # the shared basis stack's per-image sums (every candidate of a fit shares the stack)
             sums[: len(self._basis)] = self._basis_stack.sum(axis=(1, 2))
-            x, *_ = np.linalg.lstsq(m, sums, rcond=None)
+            x, _ = solve_system(m, sums)  # the fit's own solver (LU, pseudo-inverse if singular)
             variance = float(sums @ x)
             self._ksum_error = math.sqrt(variance) if variance > 0 and math.isfinite(variance) else math.nan
         return self._ksum_error

@@ -39,8 +39,7 @@ def without_wing_gauss(config: Any) -> Any:
 
 def basis_and_sources(config: Any, conv_info: PsfInfo, ref_info: PsfInfo, convolve_template: bool,
                       select: Callable[[int], Struct], *, min_sources: int, max_beta: float,
-                      profile_beta: Callable[[PsfInfo], float | None], metadata: Any,
-                      log: Any) -> tuple[list[Any], Struct]:
+                      metadata: Any, log: Any) -> tuple[list[Any], Struct]:
     """The kernel basis and the kernel-source selection made for its stamps.
 
     A configured basis ending with a degree-0 'wing' Gaussian keeps it only when the template
@@ -64,12 +63,10 @@ def basis_and_sources(config: Any, conv_info: PsfInfo, ref_info: PsfInfo, convol
         Fewest kernel sources keeping the wing Gaussian.
     max_beta : float
         Moffat index below which the PSF matched to has wings.
-    profile_beta : callable
-        Moffat index of a PSF (None if unknown), e.g. :func:`profile_beta`.
     metadata : TaskMetadata
         Receives ``ALWingGauss`` and the ``ALBasis*``/``ALKernelSize`` keys of the basis used.
     log : logging.Logger
-        Where leaving out the wing Gaussian is explained.
+        Where leaving out the wing Gaussian (and a failed profile fit, :func:`profile_beta`) is explained.
 
     Returns
     -------
@@ -78,12 +75,12 @@ def basis_and_sources(config: Any, conv_info: PsfInfo, ref_info: PsfInfo, convol
     """
     from ..kernel.bases import makeKernelBasisList
 
-    basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm)
     if not has_wing_gauss(config):
-        makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm, metadata=metadata)
+        basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm, metadata=metadata)
         return basis, select(basis[0].getWidth())
+    basis = makeKernelBasisList(config, conv_info.fwhm, ref_info.fwhm)
     selection = None
-    beta = profile_beta(ref_info) if convolve_template else None
+    beta = profile_beta(ref_info, log) if convolve_template else None
     if not convolve_template:
         reason = "the science image is convolved"
     elif beta is not None and not beta < max_beta:
